@@ -1,0 +1,1 @@
+"""arqfleet operator: turns JobQueue resources into autoscaled ARQ worker Deployments."""
