@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from kubernetes_asyncio.client import ApiClient, CoreV1Api
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, V1Namespace, V1ObjectMeta
 
 from localcluster import ControlPlane
 from tests.support.kube import REPO_ROOT, api_client, kubectl
@@ -70,7 +70,7 @@ async def namespace(kube: ApiClient) -> AsyncIterator[str]:
     """A namespace of this test's own, deleted afterwards (the namespace controller empties it)."""
     core = CoreV1Api(kube)
     created = await core.create_namespace(
-        {"metadata": {"generateName": "t-", "labels": {"arqfleet.io/test": "true"}}}
+        V1Namespace(metadata=V1ObjectMeta(generate_name="t-", labels={"arqfleet.io/test": "true"}))
     )
     name: str = created.metadata.name
     yield name

@@ -51,7 +51,7 @@ class Invalid:
     def spec(self) -> dict[str, Any] | None:
         spec = minimal_spec()
         if not self.path:
-            return None if self.value is DELETE else self.value  # type: ignore[no-any-return]
+            return None if self.value is DELETE else self.value
         node = spec
         for key in self.path[:-1]:
             node = node.setdefault(key, {})
@@ -110,7 +110,9 @@ INVALID: list[Invalid] = [
     Invalid("settings-no-attr", ("worker", "settings"), "WorkerSettings", "spec.worker.settings"),
     Invalid("max-jobs-zero", ("worker", "maxJobs"), 0, "spec.worker.maxJobs"),
     Invalid("max-jobs-string", ("worker", "maxJobs"), "ten", "spec.worker.maxJobs"),
-    Invalid("timeout-negative", ("worker", "jobTimeoutSeconds"), -1, "spec.worker.jobTimeoutSeconds"),
+    Invalid(
+        "timeout-negative", ("worker", "jobTimeoutSeconds"), -1, "spec.worker.jobTimeoutSeconds"
+    ),
     Invalid(
         "drain-shorter-than-timeout",
         ("worker", "drainSeconds"),
@@ -118,7 +120,10 @@ INVALID: list[Invalid] = [
         "spec.worker.drainSeconds: Invalid value",
     ),
     Invalid(
-        "pull-policy-enum", ("worker", "imagePullPolicy"), "Sometimes", "spec.worker.imagePullPolicy"
+        "pull-policy-enum",
+        ("worker", "imagePullPolicy"),
+        "Sometimes",
+        "spec.worker.imagePullPolicy",
     ),
     Invalid(
         "reserved-pod-label",
@@ -142,11 +147,17 @@ INVALID: list[Invalid] = [
         "spec.worker.serviceAccountName",
     ),
     Invalid("unknown-worker-field", ("worker", "replicas"), 3, "spec.worker.replicas"),
-    Invalid("min-above-max", ("scaling",), {"minReplicas": 5, "maxReplicas": 2},
-            "spec.scaling.minReplicas: Invalid value"),
+    Invalid(
+        "min-above-max",
+        ("scaling",),
+        {"minReplicas": 5, "maxReplicas": 2},
+        "spec.scaling.minReplicas: Invalid value",
+    ),
     Invalid("max-zero", ("scaling", "maxReplicas"), 0, "spec.scaling.maxReplicas"),
     Invalid("min-negative", ("scaling", "minReplicas"), -1, "spec.scaling.minReplicas"),
-    Invalid("jobs-per-replica-zero", ("scaling", "jobsPerReplica"), 0, "spec.scaling.jobsPerReplica"),
+    Invalid(
+        "jobs-per-replica-zero", ("scaling", "jobsPerReplica"), 0, "spec.scaling.jobsPerReplica"
+    ),
     Invalid("max-wait-zero", ("scaling", "maxWaitSeconds"), 0, "spec.scaling.maxWaitSeconds"),
     Invalid("activation-zero", ("scaling", "activationJobs"), 0, "spec.scaling.activationJobs"),
     Invalid("poll-zero", ("scaling", "pollSeconds"), 0, "spec.scaling.pollSeconds"),

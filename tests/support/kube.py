@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from kubernetes_asyncio import client, config
 
@@ -47,3 +48,31 @@ async def api_client(plane: ControlPlane) -> client.ApiClient:
         config_file=str(plane.kubeconfig), client_configuration=configuration
     )
     return client.ApiClient(configuration)
+
+
+async def merge_patch_jobqueue(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    body: dict[str, Any],
+    *,
+    status: bool = False,
+) -> dict[str, Any]:
+    """JSON merge-patch a JobQueue (or its /status): the client defaults to JSON Patch."""
+    objects = client.CustomObjectsApi(api)
+    patch = (
+        objects.patch_namespaced_custom_object_status
+        if status
+        else objects.patch_namespaced_custom_object
+    )
+    # The generated signatures omit `_content_type`, which the generated code does accept.
+    patched: dict[str, Any] = await patch(  # type: ignore[call-arg]
+        "arqfleet.io",
+        "v1alpha1",
+        namespace,
+        "jobqueues",
+        name,
+        body,
+        _content_type="application/merge-patch+json",
+    )
+    return patched

@@ -33,12 +33,18 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.workdir),
-                "--logfile", str(self.workdir / "redis.log"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.workdir / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -60,7 +66,7 @@ class RedisServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     @staticmethod
-    def _answers(client: redis.Redis):  # type: ignore[no-untyped-def]
+    def _answers(client: redis.Redis):
         def check() -> bool:
             try:
                 return bool(client.ping())

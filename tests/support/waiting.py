@@ -40,7 +40,7 @@ def wait_for(
 async def async_wait_for(
     predicate: Callable[[], Awaitable[T | None]],
     *,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - a deadline with a description is this helper's job
     interval: float = 0.05,
     what: str = "condition",
 ) -> T:

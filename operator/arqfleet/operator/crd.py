@@ -104,9 +104,10 @@ class _Converter:
             siblings["default"] = node["default"]
         if len(options) == 1:
             return self.convert({**options[0], **siblings})
-        if sorted(o.get("type") for o in options) == ["integer", "string"]:
-            out = {k: siblings[k] for k in ("description", "default") if k in siblings}
-            return {"x-kubernetes-int-or-string": True, **out}
+        if sorted(str(o.get("type")) for o in options) == ["integer", "string"]:
+            out: dict[str, Any] = {"x-kubernetes-int-or-string": True}
+            out.update({k: siblings[k] for k in ("description", "default") if k in siblings})
+            return out
         raise ValueError(f"unions other than optional or int-or-string are not structural: {node}")
 
     def _convert_object(self, node: dict[str, Any], out: dict[str, Any]) -> None:
@@ -115,7 +116,7 @@ class _Converter:
         if properties:
             required = list(node.get("required") or [])
             out["properties"] = {
-                name: self._convert_property(prop, name in required)
+                name: self._convert_property(prop, required=name in required)
                 for name, prop in properties.items()
             }
             if required:
@@ -129,14 +130,18 @@ class _Converter:
 
     def _convert_property(self, prop: dict[str, Any], required: bool) -> dict[str, Any]:
         converted = self.convert(prop)
-        target = self._resolve(prop)
-        # An optional nested model whose fields all have defaults (scaling, scaleUp...)
-        # defaults to {} so that the API server fills in its nested defaults too
-        # (structural defaulting applies them top-down).
-        nested_defaults = "properties" in target and not target.get("required")
-        if not required and "default" not in converted and "$ref" in prop and nested_defaults:
-            converted["default"] = {}
+        if required:
+            converted.pop("default", None)  # a required field's default would never apply
+        elif "default" in converted:
+            converted["default"] = _without_nulls(converted["default"])
         return converted
+
+
+def _without_nulls(value: Any) -> Any:
+    """A default as the API server must see it: unset optionals absent, not null."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -168,7 +173,10 @@ def render_crd() -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": CRD_NAME,
-            "labels": {"app.kubernetes.io/name": "arqfleet", "app.kubernetes.io/part-of": "arqfleet"},
+            "labels": {
+                "app.kubernetes.io/name": "arqfleet",
+                "app.kubernetes.io/part-of": "arqfleet",
+            },
         },
         "spec": {
             "group": models.API_GROUP,

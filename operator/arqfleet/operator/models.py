@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 API_GROUP = "arqfleet.io"
 API_VERSION = "v1alpha1"
@@ -37,9 +38,9 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 ENV_VAR_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 
 
-def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     """One x-kubernetes-validations entry; fieldPath makes the error name the field."""
-    entry = {"rule": rule, "message": message}
+    entry: JsonDict = {"rule": rule, "message": message}
     if field_path is not None:
         entry["fieldPath"] = field_path
     return entry
@@ -254,8 +255,8 @@ class ScalingSpec(ApiModel):
         default=1, ge=1, le=100000, description="Ready jobs needed to wake from zero."
     )
     poll_seconds: int = Field(default=5, ge=1, le=300)
-    scale_up: ScaleUpPolicy = Field(default_factory=ScaleUpPolicy)
-    scale_down: ScaleDownPolicy = Field(default_factory=ScaleDownPolicy)
+    scale_up: ScaleUpPolicy = ScaleUpPolicy()
+    scale_down: ScaleDownPolicy = ScaleDownPolicy()
 
     @model_validator(mode="after")
     def _check(self) -> ScalingSpec:
@@ -272,7 +273,7 @@ class JobQueueSpec(ApiModel):
         default="arq:queue", min_length=1, max_length=256, description="The ARQ queue key."
     )
     worker: WorkerSpec
-    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    scaling: ScalingSpec = ScalingSpec()
     paused: bool = Field(default=False, description="Freeze replicas; still observe and report.")
 
 
@@ -291,7 +292,9 @@ class Condition(ApiModel):
 
     type: str = Field(min_length=1, max_length=316)
     status: Literal["True", "False", "Unknown"]
-    reason: str = Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    reason: str = Field(
+        min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+    )
     message: str = Field(default="", max_length=32768)
     last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
     observed_generation: int | None = Field(default=None, ge=0)

@@ -1,0 +1,36 @@
+# arqfleet developer commands. `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv/bin
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: help setup demo test lint unit integration crd cluster-up cluster-down
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: ## install Debian packages, the venv and the control-plane binaries (idempotent)
+	@hack/setup
+
+demo: setup ## the main job: local cluster + CRD + example JobQueue, shown with kubectl
+	@hack/demo
+
+test: setup lint ## the whole suite: lint, unit, integration (real redis + apiserver), e2e
+	$(VENV)/pytest -p no:cacheprovider tests
+
+lint: ## ruff, mypy --strict, import-linter
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy
+	$(VENV)/lint-imports
+
+unit: ## pure tests only (no servers)
+	$(VENV)/pytest tests/unit
+
+crd: ## regenerate crds/ from the pydantic models
+	$(VENV)/arqfleet crd --output crds/
+
+cluster-up: setup ## start etcd + kube-apiserver + kube-controller-manager on loopback
+	@hack/cluster up
+
+cluster-down: ## stop the local cluster
+	@hack/cluster down
