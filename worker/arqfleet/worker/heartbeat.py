@@ -1,0 +1,125 @@
+"""This pod's heartbeat: in-flight and completed jobs and the draining flag, in Redis with a TTL.
+
+Decides when beats are written (every `interval`, and at once when draining starts, so the
+operator sees a draining pod within a round trip rather than a period) and how a beat is written
+(one Lua script: prune expired pods, upsert this pod, refresh key TTLs, using Redis TIME so that
+no two clocks are compared). The key formats and the reader's side are in `constants`. It must
+not block jobs: a failed beat is counted and retried next period, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from arqfleet.worker import constants as c
+from arqfleet.worker.health import Health
+
+logger = logging.getLogger("arqfleet.worker")
+
+# KEYS: heartbeats hash, expiry zset. ARGV: pod, JSON body without its closing brace, ttl ms,
+# key ttl ms.
+_BEAT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, pod in ipairs(stale) do redis.call('HDEL', KEYS[1], pod) end
+if #stale > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
+local expires = string.format('%.0f', now + tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ',"expires_at_ms":' .. expires .. '}')
+redis.call('ZADD', KEYS[2], expires, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return expires
+"""
+
+
+class Heartbeat:
+    """Writes this pod's beat every `interval` seconds until stopped."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        queue_name: str,
+        pod: str,
+        interval: float,
+        max_jobs: int,
+        health: Health,
+        snapshot: Callable[[], tuple[int, int]],
+    ) -> None:
+        # Any: redis-py's command stubs type every reply as sync-or-async.
+        self.redis: Any = redis
+        self.pod = pod
+        self.interval = interval
+        self.max_jobs = max_jobs
+        self.health = health
+        self.snapshot = snapshot
+        self.hash_key = c.heartbeats_key(queue_name)
+        self.expiry_key = c.heartbeat_expiry_key(queue_name)
+        self.ttl_ms = int(interval * c.HEARTBEAT_TTL_BEATS * 1000)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def beat(self) -> None:
+        """Write one beat now (raises on Redis errors)."""
+        in_flight, completed = self.snapshot()
+        body = c.encode_heartbeat_body(
+            pod=self.pod,
+            in_flight=in_flight,
+            completed=completed,
+            draining=self.health.draining,
+            max_jobs=self.max_jobs,
+        )
+        await self.redis.eval(
+            _BEAT_LUA,
+            2,
+            self.hash_key,
+            self.expiry_key,
+            self.pod,
+            body,
+            str(self.ttl_ms),
+            str(self.ttl_ms * c.HEARTBEAT_KEY_TTL_FACTOR),
+        )
+
+    def wake(self) -> None:
+        """Beat now instead of at the end of the period (e.g. draining just started)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.beat()
+            except (TimeoutError, RedisError, OSError) as exc:
+                self.health.redis_failed("heartbeat", exc)
+            else:
+                self.health.redis_ok()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="arqfleet-heartbeat")
+
+    async def stop(self, *, remove: bool) -> None:
+        """Stop beating; with `remove`, delete this pod's beat (a clean exit)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if remove:
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hdel(self.hash_key, self.pod)
+                    pipe.zrem(self.expiry_key, self.pod)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                # The beat expires by itself after its TTL; nothing is lost.
+                logger.warning("cannot remove heartbeat of %s: %s", self.pod, exc)
