@@ -47,6 +47,7 @@ class Invalid:
     path: tuple[str, ...]  # where to set the value inside spec; () replaces spec itself
     value: Any  # DELETE removes the key
     message: str  # a fragment the API server's error must contain (names the field)
+    name: str = "bad"
 
     def spec(self) -> dict[str, Any] | None:
         spec = minimal_spec()
@@ -180,4 +181,29 @@ INVALID: list[Invalid] = [
         "spec.scaling.scaleDown.stabilizationSeconds",
     ),
     Invalid("paused-string", ("paused",), "yes", "spec.paused"),
+    Invalid(
+        "env-sets-arqfleet-variable",
+        ("worker", "env"),
+        [{"name": "ARQFLEET_QUEUE_NAME", "value": "other"}],
+        "spec.worker.env: Invalid value",
+    ),
+    Invalid(
+        "env-duplicate-name",
+        ("worker", "env"),
+        [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}],
+        "spec.worker.env[1]: Duplicate value",
+    ),
+    Invalid(
+        "pod-monitor-interval",
+        ("monitoring", "interval"),
+        "every minute",
+        "spec.monitoring.interval",
+    ),
+    Invalid(
+        "name-too-long",
+        ("queueName",),
+        "arq:queue",
+        "metadata.name must be at most 56 characters",
+        name="a" * 57,
+    ),
 ]

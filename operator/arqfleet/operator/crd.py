@@ -155,6 +155,13 @@ def jobqueue_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "description": "A queue of ARQ jobs and the autoscaled worker Deployment that runs them.",
+        "x-kubernetes-validations": [
+            {
+                "rule": f"size(self.metadata.name) <= {models.MAX_NAME_LENGTH}",
+                "message": f"metadata.name must be at most {models.MAX_NAME_LENGTH} characters: "
+                "it names the worker Deployment (<name>-worker) and labels its pods",
+            }
+        ],
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},

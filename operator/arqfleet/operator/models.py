@@ -25,6 +25,9 @@ SINGULAR = "jobqueue"
 SHORT_NAMES = ["jq"]
 CATEGORIES = ["arqfleet", "all"]
 
+# Label values are at most 63 characters, and the worker Deployment is named "<name>-worker".
+MAX_NAME_LENGTH = 63 - len("-worker")
+
 # Labels the operator puts on everything it creates; users may not override them through
 # worker.podLabels, or the Deployment's selector would stop matching its own pods.
 RESERVED_LABELS = ("app.kubernetes.io/managed-by", "arqfleet.io/jobqueue")
@@ -143,6 +146,24 @@ class Toleration(ApiModel):
     toleration_seconds: int | None = None
 
 
+class DisruptionBudget(ApiModel):
+    """PodDisruptionBudget for the worker pods (drains evict through it)."""
+
+    max_unavailable: int | str = Field(
+        default=1, description="Pods that may be evicted at once: a number or a percentage."
+    )
+
+
+class MonitoringSpec(ApiModel):
+    """Prometheus scraping of the worker pods."""
+
+    pod_monitor: bool = Field(
+        default=True,
+        description="Create a PodMonitor when the monitoring.coreos.com CRD is installed.",
+    )
+    interval: str = Field(default="30s", pattern=r"^[0-9]+(ms|s|m|h)$", max_length=16)
+
+
 class WorkerSpec(ApiModel):
     """The worker pods: the user's image and ARQ settings, ARQ limits, and the usual pod knobs."""
 
@@ -154,6 +175,12 @@ class WorkerSpec(ApiModel):
                     "worker.drainSeconds must be >= worker.jobTimeoutSeconds, or a job that "
                     "is still allowed to run would be killed during a scale-down",
                     ".drainSeconds",
+                ),
+                cel(
+                    "!has(self.env) || self.env.all(e, !e.name.startsWith('ARQFLEET_'))",
+                    "worker.env must not set ARQFLEET_* variables: arqfleet sets them from "
+                    "the JobQueue's own fields",
+                    ".env",
                 ),
                 cel(
                     "!has(self.podLabels) || !self.podLabels.exists(k, "
@@ -183,7 +210,13 @@ class WorkerSpec(ApiModel):
         description="On SIGTERM, time to finish in-flight jobs before they are cancelled.",
     )
     resources: ResourceRequirements | None = None
-    env: list[EnvVar] | None = Field(default=None, max_length=256)
+    env: list[EnvVar] | None = Field(
+        default=None,
+        max_length=128,
+        # A map keyed by name: the API server rejects duplicate names, which server-side
+        # apply of the Deployment would otherwise refuse later, far from the user.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     env_from: list[EnvFromSource] | None = Field(default=None, max_length=64)
     node_selector: dict[str, str] | None = None
     tolerations: list[Toleration] | None = Field(default=None, max_length=64)
@@ -194,11 +227,20 @@ class WorkerSpec(ApiModel):
     priority_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
     pod_labels: dict[str, str] | None = Field(default=None, max_length=64)
     pod_annotations: dict[str, str] | None = Field(default=None, max_length=64)
+    disruption_budget: DisruptionBudget | None = Field(
+        default=None,
+        description="If set, a PodDisruptionBudget limits voluntary evictions of worker pods.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WorkerSpec:
         if self.drain_seconds < self.job_timeout_seconds:
             raise ValueError("worker.drainSeconds must be >= worker.jobTimeoutSeconds")
+        if any(e.name.startswith("ARQFLEET_") for e in self.env or ()):
+            raise ValueError("worker.env must not set ARQFLEET_* variables")
+        names = [e.name for e in self.env or ()]
+        if len(names) != len(set(names)):
+            raise ValueError("worker.env has duplicate names")
         reserved = sorted(set(self.pod_labels or {}) & set(RESERVED_LABELS))
         if reserved:
             raise ValueError(f"worker.podLabels must not set {', '.join(reserved)}")
@@ -275,6 +317,7 @@ class JobQueueSpec(ApiModel):
     worker: WorkerSpec
     scaling: ScalingSpec = ScalingSpec()
     paused: bool = Field(default=False, description="Freeze replicas; still observe and report.")
+    monitoring: MonitoringSpec = MonitoringSpec()
 
 
 class QueueStatus(ApiModel):

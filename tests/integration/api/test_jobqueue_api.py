@@ -81,7 +81,7 @@ async def test_invalid_jobqueue_is_rejected_naming_the_field(
     kube: ApiClient, namespace: str, case: Invalid
 ) -> None:
     with pytest.raises(ApiException) as raised:
-        await create(kube, namespace, jobqueue("bad", case.spec()))
+        await create(kube, namespace, jobqueue(case.name, case.spec()))
     message = error_message(raised.value)
     # 422 Invalid for schema and CEL errors; 400 for unknown fields under strict validation.
     assert raised.value.status in (400, 422), message

@@ -1,0 +1,119 @@
+"""kopf registrations: thin wiring from cluster events to the Reconciler. Nothing decides here.
+
+- JobQueue create/update/resume -> reconcile (render + server-side apply + status).
+- Deployment events (ours only, selected server-side by label) -> drift repair or status.
+- An index of JobQueues, so a Deployment event finds its owner without an API call.
+No timers, daemons or delete handlers: each would make kopf put a finalizer on every JobQueue,
+and deletion is the garbage collector's job through ownerReferences.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+
+from arqfleet.operator import constants as c
+from arqfleet.operator.kube import KubeClient
+from arqfleet.operator.reconcile import JobQueueSnapshot, Reconciler, SpecError
+from arqfleet.operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+
+def emit_event(target: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+    """Post a Kubernetes Event on the JobQueue through kopf's event poster."""
+    # kopf only reads apiVersion, kind and metadata from the "body" to build the reference.
+    kopf.event(cast(kopf.Body, dict(target)), type=kind, reason=reason, message=message)
+
+
+def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
+    """kopf tuned for arqfleet, in one place."""
+    # Progress and diff-base live in annotations under our own prefix; no status.kopf (the
+    # status schema is ours and strict) and no finalizer (no delete handlers or timers).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="arqfleet.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="arqfleet.io", key="last-handled-configuration"
+    )
+    # Events only for what a person should read: ours (Created, Repaired, ...) and warnings,
+    # never kopf's log lines ("Handler succeeded" on every reconcile) or their details.
+    settings.posting.loggers = False
+    settings.posting.reporting_component = "arqfleet-operator"
+    # One replica with a Recreate strategy (as kopf recommends) instead of peering objects.
+    settings.peering.standalone = True
+    settings.watching.server_timeout = ours.watch_server_timeout_seconds
+    settings.watching.client_timeout = ours.watch_client_timeout_seconds
+    settings.watching.connect_timeout = ours.connect_timeout_seconds
+    settings.networking.request_timeout = ours.api_request_timeout_seconds
+    settings.networking.connect_timeout = ours.connect_timeout_seconds
+    # Only our Deployments are streamed to us, filtered by the API server.
+    settings.watching.label_selectors["apps", "deployments"] = c.MANAGED_SELECTOR
+    # Retry a failed reconcile soon, then back off: a typo fixed by the user heals quickly.
+    settings.execution.default_backoff = 10
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    ours = OperatorSettings()
+    configure_kopf(settings, ours)
+    memo.kube = await KubeClient.connect(ours.kubeconfig)
+    memo.reconciler = Reconciler(memo.kube, emit_event)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    kube = getattr(memo, "kube", None)
+    if kube is not None:
+        await kube.close()
+
+
+@kopf.on.probe(id="kubernetes")
+async def kubernetes_reachable(memo: kopf.Memo, **_: Any) -> str:
+    """Liveness: the API server answers our own client (kopf checks its watchers itself)."""
+    version: str = await memo.kube.version()
+    return version
+
+
+@kopf.index(c.GROUP, c.VERSION, c.PLURAL)
+def jobqueues(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): JobQueueSnapshot.from_body(body)}
+
+
+@kopf.on.resume(c.GROUP, c.VERSION, c.PLURAL)
+@kopf.on.create(c.GROUP, c.VERSION, c.PLURAL)
+@kopf.on.update(c.GROUP, c.VERSION, c.PLURAL)
+async def reconcile_jobqueue(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any) -> None:
+    jq = JobQueueSnapshot.from_body(body)
+    reconciler: Reconciler = memo.reconciler
+    try:
+        ready = await reconciler.reconcile(jq, cause=str(reason))
+    except SpecError as error:
+        await reconciler.report_spec_error(jq, error)
+        raise kopf.PermanentError(str(error)) from error
+    if reconciler.secret_problems.get(jq.key) is not None:
+        # Nothing watches Secrets, so look again later; the condition already says why.
+        raise kopf.TemporaryError(ready.message, delay=30)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
+async def deployment_changed(
+    type: str,
+    body: kopf.Body,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    # kopf passes each index as a keyword named after its function.
+    jobqueues: kopf.Index[Any, JobQueueSnapshot] = kwargs["jobqueues"]
+    owner = labels.get(c.LABEL_JOBQUEUE)
+    if owner is None:
+        return
+    found = list(jobqueues.get((namespace, owner), []))
+    reconciler: Reconciler = memo.reconciler
+    try:
+        await reconciler.deployment_event(type, dict(body), found[0] if found else None)
+    except SpecError:
+        return  # reported by the JobQueue handler; nothing to repair from a bad spec

@@ -1,0 +1,290 @@
+"""Reconcile one JobQueue: make its worker Deployment (and PDB, PodMonitor) match the spec,
+then report what is true in its status.
+
+Called by the kopf handlers on create/update/resume and when a Deployment we own drifts or
+disappears. Decisions about *what* to render or report live in `workload` and `status`; this
+module only sequences the I/O, so every API call it makes goes through `kube.KubeClient`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from arqfleet.operator import constants as c
+from arqfleet.operator import status as st
+from arqfleet.operator import workload
+from arqfleet.operator.conditions import Condition, ConditionType, Reason, merge_condition
+from arqfleet.operator.kube import (
+    DEPLOYMENTS,
+    JOBQUEUES,
+    PDBS,
+    PODMONITORS,
+    PODS,
+    SECRETS,
+    KubeClient,
+    retry_conflicts,
+)
+from arqfleet.operator.models import JobQueueSpec
+
+log = logging.getLogger(__name__)
+
+# (object the Event is about, type "Normal"/"Warning", reason, message)
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class JobQueueSnapshot:
+    """The parts of a JobQueue the operator acts on, copied out of kopf's body."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int | None
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    deleting: bool = False
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> JobQueueSnapshot:
+        meta = body.get("metadata") or {}
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            generation=meta.get("generation"),
+            spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+    @property
+    def ref(self) -> workload.JobQueueRef:
+        return workload.JobQueueRef(self.name, self.namespace, self.uid)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    def event_target(self) -> dict[str, Any]:
+        return {
+            "apiVersion": c.API_VERSION,
+            "kind": "JobQueue",
+            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid},
+        }
+
+
+class SpecError(Exception):
+    """A JobQueue spec the models reject (written before a rule existed, or by a bypass)."""
+
+
+def scaler_owns_replicas(deployment: Mapping[str, Any]) -> bool:
+    """Has the scaling field manager claimed spec.replicas? Until it has, every apply must
+    keep listing replicas, or server-side apply would drop the field back to 1."""
+    for entry in (deployment.get("metadata") or {}).get("managedFields") or ():
+        if entry.get("manager") != c.SCALER_FIELD_MANAGER:
+            continue
+        fields = entry.get("fieldsV1") or {}
+        if "f:replicas" in (fields.get("f:spec") or {}):
+            return True
+    return False
+
+
+def scale_body(ref: workload.JobQueueRef, replicas: int) -> dict[str, Any]:
+    """A server-side apply of the scale subresource: the scaler's one field."""
+    return {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {"name": ref.worker_name, "namespace": ref.namespace},
+        "spec": {"replicas": replicas},
+    }
+
+
+@dataclass
+class Reconciler:
+    kube: KubeClient
+    emit: EventSink
+    clock: Clock = utcnow
+    # Deployment generation right after our last apply: a Deployment event with a newer
+    # generation means someone else changed its spec (drift), an equal one is just status.
+    applied_generation: dict[tuple[str, str], int] = field(default_factory=dict)
+    secret_problems: dict[tuple[str, str], Condition] = field(default_factory=dict)
+    podmonitor_api: bool | None = None
+
+    # -- entry points -----------------------------------------------------------------------
+
+    async def reconcile(self, jq: JobQueueSnapshot, *, cause: str) -> Condition:
+        """Apply the workload and report status. Returns the Ready condition it reported."""
+        spec = self._parse(jq)
+        secret_problem = await self._check_secret(jq, spec)
+        deployment = await self._apply_deployment(jq, spec, cause=cause)
+        await self._apply_optional(jq, spec)
+        return await self.report(jq, deployment, secret_problem=secret_problem, spec=spec)
+
+    async def deployment_event(
+        self, event_type: str | None, deployment: Mapping[str, Any], jq: JobQueueSnapshot | None
+    ) -> None:
+        """A Deployment we own changed: repair drift, or just report its new status."""
+        if jq is None or jq.deleting:
+            return  # the JobQueue is gone or going: the garbage collector finishes the job
+        if event_type == "DELETED":
+            fresh = await self.kube.get(JOBQUEUES, jq.namespace, jq.name)
+            if fresh is None or (fresh.get("metadata") or {}).get("deletionTimestamp"):
+                return
+            await self.reconcile(JobQueueSnapshot.from_body(fresh), cause="recreate")
+            return
+        generation = (deployment.get("metadata") or {}).get("generation")
+        if generation is not None and generation != self.applied_generation.get(jq.key):
+            await self.reconcile(jq, cause="repair")
+            return
+        spec = self._parse(jq)
+        secret_problem = self.secret_problems.get(jq.key)
+        if secret_problem is not None:  # recheck: the user may have created it since
+            secret_problem = await self._check_secret(jq, spec)
+        await self.report(jq, deployment, secret_problem=secret_problem, spec=spec)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self.applied_generation.pop(key, None)
+        self.secret_problems.pop(key, None)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _parse(self, jq: JobQueueSnapshot) -> JobQueueSpec:
+        try:
+            return JobQueueSpec.model_validate(jq.spec)
+        except ValidationError as error:
+            raise SpecError(str(error)) from error
+
+    async def _check_secret(self, jq: JobQueueSnapshot, spec: JobQueueSpec) -> Condition | None:
+        ref = spec.redis.url_secret_ref
+        problem = None
+        if ref is not None:
+            secret = await self.kube.get(SECRETS, jq.namespace, ref.name)
+            problem = st.secret_problem(secret, ref.name, ref.key)
+        previous = self.secret_problems.get(jq.key)
+        if problem is None:
+            self.secret_problems.pop(jq.key, None)
+        else:
+            self.secret_problems[jq.key] = problem
+            if previous != problem:
+                self.emit(jq.event_target(), "Warning", problem.reason.value, problem.message)
+        return problem
+
+    async def _apply_deployment(
+        self, jq: JobQueueSnapshot, spec: JobQueueSpec, *, cause: str
+    ) -> dict[str, Any]:
+        ref = jq.ref
+        live = await self.kube.get(DEPLOYMENTS, jq.namespace, ref.worker_name)
+        if live is None:
+            replicas = workload.initial_replicas(spec, jq.status.get("desiredReplicas"))
+            applied = await self.kube.apply(
+                DEPLOYMENTS, workload.deployment(ref, spec, replicas=replicas)
+            )
+            applied = await self._hand_replicas_to_scaler(jq, replicas) or applied
+            reason = "Recreated" if cause == "recreate" else "Created"
+            self.emit(
+                jq.event_target(),
+                "Normal",
+                reason,
+                f"{reason.lower()} Deployment {ref.worker_name} with {replicas} replicas",
+            )
+        else:
+            keep = None if scaler_owns_replicas(live) else int(live["spec"].get("replicas", 0))
+            applied = await self.kube.apply(
+                DEPLOYMENTS, workload.deployment(ref, spec, replicas=keep)
+            )
+            if keep is not None:
+                applied = await self._hand_replicas_to_scaler(jq, keep) or applied
+            if applied["metadata"].get("generation") != live["metadata"].get("generation"):
+                self._emit_change(jq, cause, ref.worker_name)
+        self.applied_generation[jq.key] = int(applied["metadata"].get("generation", 0))
+        return applied
+
+    async def _hand_replicas_to_scaler(
+        self, jq: JobQueueSnapshot, replicas: int
+    ) -> dict[str, Any] | None:
+        await self.kube.apply(
+            DEPLOYMENTS,
+            scale_body(jq.ref, replicas),
+            manager=c.SCALER_FIELD_MANAGER,
+            subresource="scale",
+        )
+        # Re-read: the scale apply may have bumped nothing, but we want the final generation.
+        return await self.kube.get(DEPLOYMENTS, jq.namespace, jq.ref.worker_name)
+
+    def _emit_change(self, jq: JobQueueSnapshot, cause: str, name: str) -> None:
+        if cause == "repair":
+            self.emit(
+                jq.event_target(),
+                "Normal",
+                "Repaired",
+                f"restored the fields arqfleet owns on Deployment {name} after an outside change",
+            )
+        else:
+            self.emit(jq.event_target(), "Normal", "Updated", f"updated Deployment {name}")
+
+    async def _apply_optional(self, jq: JobQueueSnapshot, spec: JobQueueSpec) -> None:
+        ref = jq.ref
+        budget = workload.pod_disruption_budget(ref, spec)
+        if budget is not None:
+            await self.kube.apply(PDBS, budget)
+        elif await self.kube.get(PDBS, jq.namespace, ref.worker_name) is not None:
+            await self.kube.delete(PDBS, jq.namespace, ref.worker_name)
+        if self.podmonitor_api is None:
+            self.podmonitor_api = await self.kube.has_api(
+                c.PODMONITOR_GROUP, c.PODMONITOR_VERSION, c.PODMONITOR_PLURAL
+            )
+        monitor = workload.pod_monitor(ref, spec)
+        if self.podmonitor_api and monitor is not None:
+            await self.kube.apply(PODMONITORS, monitor)
+
+    async def report(
+        self,
+        jq: JobQueueSnapshot,
+        deployment: Mapping[str, Any] | None,
+        *,
+        secret_problem: Condition | None,
+        spec: JobQueueSpec,
+    ) -> Condition:
+        pod_problem = None
+        dep_status = (deployment or {}).get("status") or {}
+        if deployment is not None and dep_status.get("unavailableReplicas"):
+            selector = ",".join(f"{k}={v}" for k, v in workload.selector_labels(jq.ref).items())
+            pods = await self.kube.list(PODS, jq.namespace, selector)
+            pod_problem = st.pod_problem(pods, spec.worker.settings)
+        observation = st.Observation(deployment, secret_problem, pod_problem)
+        patch = st.status_patch(jq.status, observation, generation=jq.generation, now=self.clock())
+        condition = st.ready_condition(observation)
+        if patch is not None:
+            await retry_conflicts(
+                lambda: self.kube.merge_patch(
+                    JOBQUEUES, jq.namespace, jq.name, {"status": patch}, subresource="status"
+                )
+            )
+        return condition
+
+    async def report_spec_error(self, jq: JobQueueSnapshot, error: SpecError) -> None:
+        condition = Condition(
+            ConditionType.READY, False, Reason.INVALID_SPEC, f"spec is invalid: {error}"[:1000]
+        )
+        conditions = merge_condition(
+            jq.status.get("conditions"), condition, now=self.clock(), generation=jq.generation
+        )
+        self.emit(jq.event_target(), "Warning", Reason.INVALID_SPEC.value, condition.message)
+        await self.kube.merge_patch(
+            JOBQUEUES,
+            jq.namespace,
+            jq.name,
+            {"status": {"conditions": conditions, "observedGeneration": jq.generation}},
+            subresource="status",
+        )

@@ -1,0 +1,60 @@
+"""OperatorSettings: the operator's one typed configuration, from ARQFLEET_* env and flags."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARQFLEET_", extra="ignore")
+
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """ARQFLEET_NAMESPACES, comma-separated (or repeated --namespace). Empty: cluster-wide,
+    which needs the ClusterRole; namespaced mode needs only a Role in each namespace."""
+
+    liveness_host: str = "0.0.0.0"
+    """Where kopf's liveness endpoint listens: all interfaces, for the kubelet's probe."""
+
+    liveness_port: int = Field(default=8081, ge=1, le=65535)
+    """ARQFLEET_LIVENESS_PORT: /healthz answers 200 while the API and Redis pools are healthy."""
+
+    log_format: Literal["text", "json"] = "text"
+    """ARQFLEET_LOG_FORMAT: `json` for log collectors (one object per line)."""
+
+    verbose: bool = False
+    """ARQFLEET_VERBOSE: debug logs from arqfleet and kopf."""
+
+    kubeconfig: str | None = None
+    """ARQFLEET_KUBECONFIG: a kubeconfig path; default in-cluster credentials, then ~/.kube."""
+
+    watch_server_timeout_seconds: int = Field(default=300, ge=10)
+    """Ask the API server to end each watch after this long. Reconnecting every few minutes
+    is cheap and bounds how long a silently dead connection can hide events."""
+
+    watch_client_timeout_seconds: int = Field(default=330, ge=10)
+    """Give up on a watch request after this long: a little longer than the server timeout,
+    so a server that never closes its side is noticed."""
+
+    connect_timeout_seconds: float = Field(default=10, gt=0)
+    """TCP/TLS connect timeout for the API server."""
+
+    api_request_timeout_seconds: float = Field(default=60, gt=0)
+    """Timeout of one API request that is not a watch."""
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+    @property
+    def liveness_endpoint(self) -> str:
+        return f"http://{self.liveness_host}:{self.liveness_port}/healthz"

@@ -1,0 +1,139 @@
+"""Pure: what the JobQueue's status should say, and the patch to get there (None if nothing).
+
+Readiness is judged from what the operator observed (the live Deployment, the Redis Secret,
+the worker pods); this module only interprets those observations. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from arqfleet.operator.conditions import Condition, ConditionType, Reason, merge_condition
+
+# Exit code of `arqfleet-worker` when the settings import path does not resolve.
+EXIT_SETTINGS_NOT_FOUND = 2
+
+
+@dataclass(frozen=True)
+class Observation:
+    deployment: Mapping[str, Any] | None
+    secret_problem: Condition | None = None
+    pod_problem: Condition | None = None
+
+
+def ready(status: bool | None, reason: Reason, message: str) -> Condition:
+    return Condition(ConditionType.READY, status, reason, message)
+
+
+def secret_problem(secret: Mapping[str, Any] | None, name: str, key: str) -> Condition | None:
+    """A missing Secret or key is a user error the API schema cannot catch."""
+    if secret is None:
+        return ready(
+            False,
+            Reason.REDIS_SECRET_MISSING,
+            f"Secret {name!r} named by spec.redis.urlSecretRef does not exist",
+        )
+    if key not in (secret.get("data") or {}) and key not in (secret.get("stringData") or {}):
+        return ready(
+            False,
+            Reason.REDIS_SECRET_KEY_MISSING,
+            f"Secret {name!r} has no key {key!r} (spec.redis.urlSecretRef.key)",
+        )
+    return None
+
+
+def _terminations(pod: Mapping[str, Any]) -> Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    for status in (pod.get("status") or {}).get("containerStatuses") or ():
+        for state_key in ("state", "lastState"):
+            terminated = (status.get(state_key) or {}).get("terminated")
+            if terminated:
+                yield status, terminated
+
+
+def pod_problem(pods: Iterable[Mapping[str, Any]], settings: str) -> Condition | None:
+    """The first worker-pod failure that says something about the JobQueue's spec."""
+    crashing: str | None = None
+    for pod in pods:
+        for status, terminated in _terminations(pod):
+            if terminated.get("exitCode") == EXIT_SETTINGS_NOT_FOUND:
+                detail = (terminated.get("message") or "").strip()
+                return ready(
+                    False,
+                    Reason.WORKER_SETTINGS_NOT_FOUND,
+                    f"worker cannot import spec.worker.settings {settings!r}"
+                    + (f": {detail}" if detail else ""),
+                )
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == "CrashLoopBackOff" and crashing is None:
+                crashing = (
+                    f"worker pod {pod.get('metadata', {}).get('name')} is crash-looping "
+                    f"(last exit code {terminated.get('exitCode')})"
+                )
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == "CreateContainerConfigError":
+                return ready(False, Reason.REDIS_SECRET_MISSING, str(waiting.get("message", "")))
+    if crashing is not None:
+        return ready(False, Reason.WORKER_CRASHING, crashing)
+    return None
+
+
+def ready_condition(observation: Observation) -> Condition:
+    if observation.secret_problem is not None:
+        return observation.secret_problem
+    deployment = observation.deployment
+    if deployment is None:
+        return ready(False, Reason.DEPLOYMENT_MISSING, "the worker Deployment does not exist yet")
+    if observation.pod_problem is not None:
+        return observation.pod_problem
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            # e.g. a missing PriorityClass or a quota: the ReplicaSet cannot create pods.
+            return ready(False, Reason.POD_CREATION_FAILED, str(condition.get("message", "")))
+        if condition.get("reason") == "ProgressDeadlineExceeded":
+            return ready(
+                False, Reason.PROGRESS_DEADLINE_EXCEEDED, str(condition.get("message", ""))
+            )
+    wanted = int(spec.get("replicas", 1))
+    available = int(status.get("availableReplicas") or 0)
+    if wanted == 0:
+        return ready(True, Reason.SCALED_TO_ZERO, "no worker pods: scaled to zero")
+    if available >= 1:
+        return ready(True, Reason.AVAILABLE, f"{available}/{wanted} worker pods available")
+    return ready(False, Reason.PROGRESSING, f"0/{wanted} worker pods available yet")
+
+
+def desired_status(
+    current: Mapping[str, Any] | None,
+    observation: Observation,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The operator-core part of the status: replicas, readiness, observedGeneration."""
+    status = dict(current or {})
+    deployment_status = (observation.deployment or {}).get("status") or {}
+    status["observedGeneration"] = generation
+    status["replicas"] = int(deployment_status.get("replicas") or 0)
+    status["readyReplicas"] = int(deployment_status.get("readyReplicas") or 0)
+    status["conditions"] = merge_condition(
+        status.get("conditions"), ready_condition(observation), now=now, generation=generation
+    )
+    return status
+
+
+def status_patch(
+    current: Mapping[str, Any] | None,
+    observation: Observation,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The merge patch for /status, or None when the status already says all of this."""
+    wanted = desired_status(current, observation, generation=generation, now=now)
+    changed = {k: v for k, v in wanted.items() if (current or {}).get(k) != v}
+    return changed or None
