@@ -81,8 +81,9 @@ def test_unset_env_keeps_the_users_settings(monkeypatch: pytest.MonkeyPatch) -> 
         ("redis://u:secret@h:6379/0", "redis://u:***@h:6379/0"),
         ("rediss://:secret@h/1", "rediss://:***@h/1"),
         ("redis://h:6379/0", "redis://h:6379/0"),
+        ("redis://:pw@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
     ],
-    ids=["user-and-password", "password-only", "no-password"],
+    ids=["user-and-password", "password-only", "no-password", "ipv6"],
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
