@@ -36,6 +36,16 @@ SETTINGS = "bench.worker_app.WorkerSettings"
 SIDES = ("arq", "arqfleet")
 QUEUES = ("bench:a", "bench:b")
 RUN_TIMEOUT = 120.0
+# With 2+ CPUs, both workers share one CPU and Redis (and this driver) get another: the two
+# sides then compete for exactly the same cycles, so other load on the machine hits both alike.
+PINNED = (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity")
+WORKER_CPU, REDIS_CPU = 1, 0
+
+
+def pin(cpu: int) -> Callable[[], None] | None:
+    if not PINNED:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
 
 
 def free_port() -> int:
@@ -49,7 +59,9 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     binary = shutil.which("redis-server") or sys.exit("redis-server is not installed")
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen([*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL, preexec_fn=pin(REDIS_CPU)
+    )
     client = redis.Redis(port=port)
     deadline = time.monotonic() + 10
     while True:
@@ -81,7 +93,9 @@ def start_worker(side: str, queue: str, url: str, bare_only: bool) -> subprocess
     )
     # stderr dropped: bare arq prints a CancelledError traceback when SIGTERM cancels its idle
     # poll (its close() re-raises it); neither side logs per job at WARNING.
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stderr=subprocess.DEVNULL, preexec_fn=pin(WORKER_CPU)
+    )
 
 
 def preload(client: redis.Redis, queue: str, function: str, count: int, start_ms: int) -> None:
@@ -193,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="arqfleet-bench-"))
     redis_proc, url = start_redis(workdir)
     noop_bare = 1.0
+    if PINNED:
+        os.sched_setaffinity(0, {REDIS_CPU})
+        print(
+            f"workers pinned to CPU {WORKER_CPU}, redis-server and this driver to CPU {REDIS_CPU}"
+        )
     if args.aa:
         print("A/A calibration: both sides run bare arq")
     try:
