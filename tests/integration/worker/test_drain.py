@@ -28,7 +28,7 @@ async def test_sigterm_lets_running_jobs_finish_then_exits_0(
     worker = start_worker(ARQFLEET_DRAIN_SECONDS=str(drain)).wait_ready()
     tags = [f"slow-{i}" for i in range(3)]
     for tag in tags:
-        await arq_pool.enqueue_job("slow", tag, seconds=1.0)
+        await arq_pool.enqueue_job("slow", tag, seconds=2.0)
     wait_for(lambda: len(records(redis_client, "started")) == 3, timeout=10, what="3 jobs running")
 
     sent = time.monotonic()
@@ -78,11 +78,11 @@ async def test_jobs_cut_by_the_drain_deadline_run_again_on_another_worker(
 async def test_jobs_of_a_sigkilled_worker_run_again_after_the_in_progress_ttl(
     start_worker: Callable[..., WorkerProcess], arq_pool: ArqRedis, redis_client: redis.Redis
 ) -> None:
-    # arq's in-progress TTL is the largest job timeout + 10 s: 1.5 s keeps this test near 12 s.
-    env = {"ARQFLEET_JOB_TIMEOUT_SECONDS": "1.5", "ARQFLEET_HEARTBEAT_SECONDS": "0.3"}
+    # arq's in-progress TTL is the largest job timeout + 10 s: 3 s keeps this test near 14 s.
+    env = {"ARQFLEET_JOB_TIMEOUT_SECONDS": "3", "ARQFLEET_HEARTBEAT_SECONDS": "0.3"}
     victim = start_worker(**env).wait_ready()
     tags = ["killed-0", "killed-1"]
-    jobs = [await arq_pool.enqueue_job("slow", tag, seconds=1.0) for tag in tags]
+    jobs = [await arq_pool.enqueue_job("slow", tag, seconds=2.5) for tag in tags]
     wait_for(lambda: len(records(redis_client, "started")) == 2, timeout=10, what="2 jobs running")
 
     victim.signal(signal.SIGKILL)

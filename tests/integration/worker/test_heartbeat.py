@@ -31,8 +31,8 @@ async def test_heartbeat_reports_in_flight_completed_and_draining(
     first = beats(redis_client)[pod]
     assert (first.in_flight, first.completed, first.draining, first.max_jobs) == (0, 0, False, 4)
 
-    await arq_pool.enqueue_job("slow", "hb-0", seconds=1.5)
-    await arq_pool.enqueue_job("slow", "hb-1", seconds=1.5)
+    await arq_pool.enqueue_job("slow", "hb-0", seconds=3.0)
+    await arq_pool.enqueue_job("slow", "hb-1", seconds=3.0)
     await arq_pool.enqueue_job("fast", "hb-2")
     wait_for(
         lambda: (b := beats(redis_client).get(pod)) and (b.in_flight, b.completed) == (2, 1),
@@ -46,6 +46,6 @@ async def test_heartbeat_reports_in_flight_completed_and_draining(
         timeout=2,
         what="draining reported while jobs finish",
     )
-    assert worker.wait_exit(timeout=5) == 0
+    assert worker.wait_exit(timeout=8) == 0
     assert pod not in beats(redis_client)
     assert not redis_client.hexists(heartbeats_key("arq:queue"), pod)
