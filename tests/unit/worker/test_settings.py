@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from arq.connections import RedisSettings
 
-from arqfleet.worker.runtime import effective_redis_settings, worker_kwargs
+from arqfleet.worker.overrides import effective_redis_settings, worker_kwargs
 from arqfleet.worker.settings import DEFAULT_DRAIN_SECONDS, WorkerEnv, mask_url
 
 ENV = {

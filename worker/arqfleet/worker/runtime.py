@@ -12,18 +12,17 @@ Overridden arq internals (pinned by arq>=0.28,<0.29): `_poll_iteration` and `sta
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from signal import Signals
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, create_pool
 from arq.constants import default_queue_name
 from arq.cron import CronJob
 from arq.jobs import deserialize_result
-from arq.worker import Worker, func, get_kwargs
+from arq.worker import Worker, func
 from prometheus_client import disable_created_metrics
 from redis.exceptions import RedisError
 
@@ -32,6 +31,7 @@ from arqfleet.worker.health import Health
 from arqfleet.worker.heartbeat import Heartbeat
 from arqfleet.worker.instrument import Instrument, JobCounts
 from arqfleet.worker.metrics import WorkerMetrics
+from arqfleet.worker.overrides import effective_redis_settings, worker_kwargs
 from arqfleet.worker.server import ProbeServer
 from arqfleet.worker.settings import WorkerEnv, mask_url
 
@@ -141,46 +141,6 @@ class FleetWorker(Worker):
             error=result.result,
             only_if_absent=True,
         )
-
-
-def effective_redis_settings(kwargs: dict[str, Any], env: WorkerEnv) -> RedisSettings:
-    """The settings' RedisSettings with the env URL's address and credentials, if one is set.
-
-    Connection tuning the user chose (timeouts, retries, TLS files) is kept.
-    """
-    base = kwargs.get("redis_settings") or RedisSettings()
-    if env.redis_url is None:
-        return base
-    dsn = RedisSettings.from_dsn(env.redis_url)
-    return dataclasses.replace(
-        base,
-        host=dsn.host,
-        port=dsn.port,
-        database=dsn.database,
-        username=dsn.username,
-        password=dsn.password,
-        ssl=dsn.ssl,
-        unix_socket_path=dsn.unix_socket_path,
-        sentinel=False,
-    )
-
-
-def worker_kwargs(settings: type | dict[str, Any], env: WorkerEnv) -> dict[str, Any]:
-    """arq Worker kwargs: arq's own selection from the settings, then the env overrides."""
-    kwargs: dict[str, Any] = dict(get_kwargs(settings))
-    if env.queue_name is not None:
-        kwargs["queue_name"] = env.queue_name
-    if env.max_jobs is not None:
-        kwargs["max_jobs"] = env.max_jobs
-    if env.job_timeout_seconds is not None:
-        kwargs["job_timeout"] = env.job_timeout_seconds
-    if env.poll_delay_seconds is not None:
-        kwargs["poll_delay"] = env.poll_delay_seconds
-    kwargs["job_completion_wait"] = env.effective_drain_seconds(kwargs.get("job_completion_wait"))
-    # The runtime is PID 1 and owns the signals, whatever the settings say.
-    kwargs["handle_signals"] = True
-    kwargs.pop("burst", None)
-    return kwargs
 
 
 async def _connect(kwargs: dict[str, Any], env: WorkerEnv, queue_name: str) -> ArqRedis:
