@@ -1,8 +1,10 @@
 """Run the user's arq settings in an arq Worker that drains, reports and survives Redis outages.
 
-Decides how the user's settings become Worker arguments (env overrides win; everything else is
-passed through untouched), the drain (arq's job_completion_wait, with readiness false at once and
-every job cut at the deadline logged by id), and the order of start-up and shutdown. It must not
+Decides the drain (arq's job_completion_wait, with readiness false at once, and every job cut
+at the deadline logged by id) and the order of start-up and shutdown: probes first, then Redis,
+then the Worker with instrumented functions and the heartbeat; at exit, cut jobs' re-queue
+writes, heartbeat removal, pending dead letters, then arq's close. Which settings the Worker gets
+is `overrides`' decision. It must not
 reimplement arq's job execution: `FleetWorker` only hooks the signal handlers, the poll iteration
 (to survive Redis outages) and failed-job bookkeeping (dead letters).
 
