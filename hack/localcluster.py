@@ -43,6 +43,10 @@ CONTROLLERS = (
 )
 
 
+# Test identities in this group are audited (and only they: the log stays small).
+RESTRICTED_GROUP = "arqfleet:audited"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -55,9 +59,7 @@ def control_plane_bin_dir() -> Path:
     override = os.environ.get("ARQFLEET_CONTROL_PLANE_BIN")
     if override:
         return Path(override)
-    result = subprocess.run(
-        [str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
-    )
+    result = subprocess.run([str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True)
     return Path(result.stdout.strip().splitlines()[-1])
 
 
@@ -76,19 +78,61 @@ def make_certs(directory: Path) -> None:
         "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
     )
     ext_client = directory / "client.ext"
-    ext_client.write_text("extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n")
+    ext_client.write_text(
+        "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+    )
     days = "30"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", days, "-subj",
-             "/CN=arqfleet-local-ca", "-keyout", "ca.key", "-out", "ca.crt", cwd=directory)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        days,
+        "-subj",
+        "/CN=arqfleet-local-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=directory,
+    )
     for name, subject, ext in (
         ("apiserver", "/CN=kube-apiserver", ext_server),
         ("admin", "/O=system:masters/CN=arqfleet-admin", ext_client),
     ):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
-                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=directory)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", days, "-out", f"{name}.crt",
-                 "-extfile", str(ext), cwd=directory)
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            cwd=directory,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            days,
+            "-out",
+            f"{name}.crt",
+            "-extfile",
+            str(ext),
+            cwd=directory,
+        )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=directory)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
 
@@ -119,9 +163,7 @@ class Process:
 class ControlPlane:
     """One local control plane. `start()` blocks until the API server is ready."""
 
-    workdir: Path = field(
-        default_factory=lambda: Path(tempfile.mkdtemp(prefix="arqfleet-kcp-"))
-    )
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="arqfleet-kcp-")))
     with_controller_manager: bool = False
     bin_dir: Path | None = None
     apiserver_port: int = field(default_factory=free_port)
@@ -141,6 +183,83 @@ class ControlPlane:
     @property
     def certs(self) -> Path:
         return self.workdir / "pki"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    def _audit_policy(self) -> Path:
+        policy = self.workdir / "audit-policy.json"
+        policy.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived", "ResponseStarted"],
+                    "rules": [
+                        {"level": "Metadata", "userGroups": [RESTRICTED_GROUP]},
+                        {"level": "None"},
+                    ],
+                }
+            )
+        )
+        return policy
+
+    def user_kubeconfig(self, user: str) -> Path:
+        """A kubeconfig for `user`, who can do only what RBAC grants it (no system:masters).
+
+        Its certificate carries the group RESTRICTED_GROUP, whose requests are audited."""
+        directory = self.workdir / "users" / user
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "client.ext").write_text(
+            "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+        )
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/O={RESTRICTED_GROUP}/CN={user}",
+            "-keyout",
+            "user.key",
+            "-out",
+            "user.csr",
+            cwd=directory,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            "user.csr",
+            "-CA",
+            str(self.certs / "ca.crt"),
+            "-CAkey",
+            str(self.certs / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            "user.crt",
+            "-extfile",
+            "client.ext",
+            cwd=directory,
+        )
+        path = directory / "kubeconfig"
+        path.write_text(
+            json.dumps(self._kubeconfig(directory / "user.crt", directory / "user.key", user))
+        )
+        return path
+
+    def audit_events(self, user: str) -> list[dict[str, object]]:
+        """The audit log's completed requests by `user`."""
+        events = []
+        if self.audit_log.exists():
+            for line in self.audit_log.read_text().splitlines():
+                event = json.loads(line)
+                if event.get("user", {}).get("username") == user:
+                    events.append(event)
+        return events
 
     def start(self, timeout: float = 120) -> None:
         if self.bin_dir is None:
@@ -269,6 +388,14 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.0.0.0/24",
                 # As envtest: pods are admitted before the default ServiceAccount exists.
                 "--disable-admission-plugins=ServiceAccount",
+                # As on hardened clusters: blockOwnerDeletion needs update on <owner>/finalizers.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+                # Requests by restricted test identities (users "arqfleet-*") are audited, so
+                # a test can compare what the operator did with the RBAC rules it ships.
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "-v=0",
@@ -304,7 +431,13 @@ class ControlPlane:
 
     def _write_kubeconfig(self) -> None:
         c = self.certs
-        config = {
+        config = self._kubeconfig(c / "admin.crt", c / "admin.key", "arqfleet-admin")
+        # JSON is valid YAML, so every kubeconfig reader accepts it.
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+
+    def _kubeconfig(self, cert: Path, key: Path, user: str) -> dict[str, object]:
+        c = self.certs
+        return {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
@@ -317,24 +450,13 @@ class ControlPlane:
                 }
             ],
             "users": [
-                {
-                    "name": "arqfleet-admin",
-                    "user": {
-                        "client-certificate": str(c / "admin.crt"),
-                        "client-key": str(c / "admin.key"),
-                    },
-                }
+                {"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}
             ],
             "contexts": [
-                {
-                    "name": "arqfleet-local",
-                    "context": {"cluster": "arqfleet-local", "user": "arqfleet-admin"},
-                }
+                {"name": "arqfleet-local", "context": {"cluster": "arqfleet-local", "user": user}}
             ],
             "current-context": "arqfleet-local",
         }
-        # JSON is valid YAML, so every kubeconfig reader accepts it.
-        self.kubeconfig.write_text(json.dumps(config, indent=2))
 
 
 def stop_pids(pids: dict[str, int], timeout: float = 15) -> None:

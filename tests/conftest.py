@@ -9,6 +9,7 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, V1Namespace, V1Objec
 
 from localcluster import ControlPlane
 from tests.support.kube import REPO_ROOT, api_client, kubectl
+from tests.support.operator_process import OperatorProcess, bind_operator_rbac
 from tests.support.redis_server import RedisServer
 
 
@@ -75,3 +76,12 @@ async def namespace(kube: ApiClient) -> AsyncIterator[str]:
     name: str = created.metadata.name
     yield name
     await core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def operator(kube_crds: ControlPlane) -> Iterator[OperatorProcess]:
+    """One cluster-wide `arqfleet-operator` subprocess, restricted to the shipped RBAC."""
+    process = OperatorProcess(kube_crds, bind_operator_rbac(kube_crds))
+    process.start()
+    yield process
+    assert process.stop() == 0, process.log()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
-
-import kopf
 
 from arqfleet.operator.settings import OperatorSettings
 
@@ -25,6 +24,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="watch only this namespace (repeatable); default: cluster-wide",
     )
     parser.add_argument("--liveness-port", type=int, help="kopf liveness port (default 8081)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port (default 8080)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log format")
     parser.add_argument("--verbose", "-v", action="store_true", default=None)
     parser.add_argument("--kubeconfig", help="kubeconfig path (default: in-cluster)")
@@ -40,20 +40,28 @@ def load_settings(args: argparse.Namespace) -> OperatorSettings:
     return OperatorSettings(**overrides)
 
 
+def export_settings(settings: OperatorSettings) -> None:
+    """Hand the command line to the handlers (which read ARQFLEET_* at kopf start-up) and to
+    kopf's login, which reads KUBECONFIG when its client library is first imported."""
+    if settings.kubeconfig:
+        os.environ["KUBECONFIG"] = settings.kubeconfig
+        os.environ["ARQFLEET_KUBECONFIG"] = settings.kubeconfig
+    os.environ["ARQFLEET_NAMESPACES"] = ",".join(settings.namespaces)
+    os.environ["ARQFLEET_METRICS_PORT"] = str(settings.metrics_port)
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings(parse_args(argv))
+    export_settings(settings)
+    # Imported only now, so that the environment above is what they see.
+    import kopf
+
+    from arqfleet.operator import handlers  # noqa: F401  (registers the handlers)
+
     kopf.configure(
         verbose=settings.verbose,
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
-    # The handlers read their settings from the same environment at kopf start-up.
-    import os
-
-    if settings.kubeconfig:
-        os.environ["ARQFLEET_KUBECONFIG"] = settings.kubeconfig
-        os.environ.setdefault("KUBECONFIG", settings.kubeconfig)
-    from arqfleet.operator import handlers  # noqa: F401  (registers the handlers)
-
     asyncio.run(
         kopf.operator(
             clusterwide=settings.clusterwide,

@@ -14,9 +14,12 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
+from prometheus_client import start_http_server
 
 from arqfleet.operator import constants as c
-from arqfleet.operator.kube import KubeClient
+from arqfleet.operator import metrics
+from arqfleet.operator.kube import KubeClient, is_gone
 from arqfleet.operator.reconcile import JobQueueSnapshot, Reconciler, SpecError
 from arqfleet.operator.settings import OperatorSettings
 
@@ -50,6 +53,9 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.networking.connect_timeout = ours.connect_timeout_seconds
     # Only our Deployments are streamed to us, filtered by the API server.
     settings.watching.label_selectors["apps", "deployments"] = c.MANAGED_SELECTOR
+    # Resources are discovered once at start-up; watching CRDs for new ones would need a
+    # cluster-scoped permission that a namespaced install should not have to grant.
+    settings.scanning.disabled = True
     # Retry a failed reconcile soon, then back off: a typo fixed by the user heals quickly.
     settings.execution.default_backoff = 10
 
@@ -58,8 +64,13 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     ours = OperatorSettings()
     configure_kopf(settings, ours)
+    memo.settings = ours
     memo.kube = await KubeClient.connect(ours.kubeconfig)
-    memo.reconciler = Reconciler(memo.kube, emit_event)
+    memo.reconciler = Reconciler(
+        memo.kube, emit_event, discovery_cache_seconds=ours.discovery_cache_seconds
+    )
+    if ours.metrics_port:
+        start_http_server(ours.metrics_port, registry=metrics.REGISTRY)
 
 
 @kopf.on.cleanup()
@@ -92,9 +103,13 @@ async def reconcile_jobqueue(body: kopf.Body, reason: str, memo: kopf.Memo, **_:
     except SpecError as error:
         await reconciler.report_spec_error(jq, error)
         raise kopf.PermanentError(str(error)) from error
+    except ApiException as error:
+        if is_gone(error):
+            return  # deleted while being reconciled
+        raise
     if reconciler.secret_problems.get(jq.key) is not None:
         # Nothing watches Secrets, so look again later; the condition already says why.
-        raise kopf.TemporaryError(ready.message, delay=30)
+        raise kopf.TemporaryError(ready.message, delay=memo.settings.secret_recheck_seconds)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
@@ -117,3 +132,9 @@ async def deployment_changed(
         await reconciler.deployment_event(type, dict(body), found[0] if found else None)
     except SpecError:
         return  # reported by the JobQueue handler; nothing to repair from a bad spec
+    except ApiException as error:
+        if not is_gone(error):
+            raise
+        # The JobQueue or its namespace was deleted while we looked: the garbage collector
+        # (or the namespace controller) finishes what is left.
+        log.debug("JobQueue %s/%s is gone: %s", namespace, owner, error.reason)

@@ -62,6 +62,16 @@ class Call:
     resource: str  # plural, or plural/subresource
 
 
+def is_gone(error: BaseException) -> bool:
+    """The object or its namespace is gone or going: nothing left to reconcile."""
+    if not isinstance(error, ApiException):
+        return False
+    if error.status == 404:
+        return True
+    body = error.body.decode() if isinstance(error.body, bytes) else str(error.body or "")
+    return error.status == 403 and "NamespaceTerminating" in body
+
+
 def is_conflict(error: BaseException) -> bool:
     return isinstance(error, ApiException) and error.status == 409
 

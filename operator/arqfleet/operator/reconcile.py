@@ -8,7 +8,10 @@ module only sequences the I/O, so every API call it makes goes through `kube.Kub
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,8 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from arqfleet.operator import constants as c
+from arqfleet.operator import metrics, workload
 from arqfleet.operator import status as st
-from arqfleet.operator import workload
 from arqfleet.operator.conditions import Condition, ConditionType, Reason, merge_condition
 from arqfleet.operator.kube import (
     DEPLOYMENTS,
@@ -119,17 +122,46 @@ class Reconciler:
     # generation means someone else changed its spec (drift), an equal one is just status.
     applied_generation: dict[tuple[str, str], int] = field(default_factory=dict)
     secret_problems: dict[tuple[str, str], Condition] = field(default_factory=dict)
-    podmonitor_api: bool | None = None
+    discovery_cache_seconds: float = 60
+    _podmonitor_api: tuple[bool, float] | None = None  # (served?, monotonic time of the answer)
+    # kopf runs JobQueue and Deployment handlers concurrently; one JobQueue's reconciles (and,
+    # later, its scaling writes) take turns, or a stale read could undo a fresh write.
+    _locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
+
+    def lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        return self._locks[key]
 
     # -- entry points -----------------------------------------------------------------------
 
     async def reconcile(self, jq: JobQueueSnapshot, *, cause: str) -> Condition:
         """Apply the workload and report status. Returns the Ready condition it reported."""
-        spec = self._parse(jq)
-        secret_problem = await self._check_secret(jq, spec)
-        deployment = await self._apply_deployment(jq, spec, cause=cause)
-        await self._apply_optional(jq, spec)
-        return await self.report(jq, deployment, secret_problem=secret_problem, spec=spec)
+        async with self.lock(jq.key):
+            return await self._reconcile(jq, cause=cause)
+
+    async def _reconcile(self, jq: JobQueueSnapshot, *, cause: str) -> Condition:
+        started = time.monotonic()
+        try:
+            spec = self._parse(jq)
+            secret_problem = await self._check_secret(jq, spec)
+            deployment = await self._apply_deployment(jq, spec, cause=cause)
+            await self._apply_optional(jq, spec)
+            condition = await self.report(jq, deployment, secret_problem=secret_problem, spec=spec)
+        except Exception as error:
+            metrics.RECONCILE_ERRORS.labels(type(error).__name__).inc()
+            raise
+        elapsed = time.monotonic() - started
+        metrics.RECONCILE_SECONDS.labels(cause).observe(elapsed)
+        log.info(
+            "reconciled %s/%s (%s) in %.1f ms: %s",
+            jq.namespace,
+            jq.name,
+            cause,
+            elapsed * 1000,
+            condition.reason.value,
+        )
+        return condition
 
     async def deployment_event(
         self, event_type: str | None, deployment: Mapping[str, Any], jq: JobQueueSnapshot | None
@@ -137,15 +169,28 @@ class Reconciler:
         """A Deployment we own changed: repair drift, or just report its new status."""
         if jq is None or jq.deleting:
             return  # the JobQueue is gone or going: the garbage collector finishes the job
+        async with self.lock(jq.key):
+            await self._deployment_event(event_type, deployment, jq)
+
+    async def _deployment_event(
+        self, event_type: str | None, deployment: Mapping[str, Any], jq: JobQueueSnapshot
+    ) -> None:
         if event_type == "DELETED":
+            live = await self.kube.get(DEPLOYMENTS, jq.namespace, jq.ref.worker_name)
             fresh = await self.kube.get(JOBQUEUES, jq.namespace, jq.name)
-            if fresh is None or (fresh.get("metadata") or {}).get("deletionTimestamp"):
+            if live is not None or fresh is None:
+                return  # already recreated, or the JobQueue is gone
+            if (fresh.get("metadata") or {}).get("deletionTimestamp"):
                 return
-            await self.reconcile(JobQueueSnapshot.from_body(fresh), cause="recreate")
+            metrics.DRIFT_REPAIRS.labels("deleted").inc()
+            await self._reconcile(JobQueueSnapshot.from_body(fresh), cause="recreate")
             return
         generation = (deployment.get("metadata") or {}).get("generation")
-        if generation is not None and generation != self.applied_generation.get(jq.key):
-            await self.reconcile(jq, cause="repair")
+        applied = self.applied_generation.get(jq.key)
+        # Newer than what we applied: someone else changed the spec. Older or equal: an event
+        # about our own write (or a stale one) that needs no repair.
+        if generation is not None and (applied is None or generation > applied):
+            await self._reconcile(jq, cause="repair")
             return
         spec = self._parse(jq)
         secret_problem = self.secret_problems.get(jq.key)
@@ -224,6 +269,7 @@ class Reconciler:
 
     def _emit_change(self, jq: JobQueueSnapshot, cause: str, name: str) -> None:
         if cause == "repair":
+            metrics.DRIFT_REPAIRS.labels("changed").inc()
             self.emit(
                 jq.event_target(),
                 "Normal",
@@ -240,13 +286,21 @@ class Reconciler:
             await self.kube.apply(PDBS, budget)
         elif await self.kube.get(PDBS, jq.namespace, ref.worker_name) is not None:
             await self.kube.delete(PDBS, jq.namespace, ref.worker_name)
-        if self.podmonitor_api is None:
-            self.podmonitor_api = await self.kube.has_api(
-                c.PODMONITOR_GROUP, c.PODMONITOR_VERSION, c.PODMONITOR_PLURAL
-            )
         monitor = workload.pod_monitor(ref, spec)
-        if self.podmonitor_api and monitor is not None:
+        if monitor is not None and await self._podmonitors_served():
             await self.kube.apply(PODMONITORS, monitor)
+
+    async def _podmonitors_served(self) -> bool:
+        """Is the Prometheus Operator's PodMonitor CRD installed? Absent is normal."""
+        now = time.monotonic()
+        cached = self._podmonitor_api
+        if cached is not None and now - cached[1] < self.discovery_cache_seconds:
+            return cached[0]
+        served = await self.kube.has_api(
+            c.PODMONITOR_GROUP, c.PODMONITOR_VERSION, c.PODMONITOR_PLURAL
+        )
+        self._podmonitor_api = (served, now)
+        return served
 
     async def report(
         self,

@@ -44,6 +44,16 @@ class OperatorSettings(BaseSettings):
     api_request_timeout_seconds: float = Field(default=60, gt=0)
     """Timeout of one API request that is not a watch."""
 
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    """ARQFLEET_METRICS_PORT: Prometheus /metrics of the operator (0 turns it off)."""
+
+    secret_recheck_seconds: float = Field(default=30, gt=0)
+    """How soon to look again at a missing Redis Secret. Nothing watches Secrets (that would
+    need list/watch on every Secret in the cluster), so a missing one is polled this often."""
+
+    discovery_cache_seconds: float = Field(default=60, ge=0)
+    """How long an API-discovery answer (is the PodMonitor CRD installed?) is reused."""
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
