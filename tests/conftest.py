@@ -78,9 +78,11 @@ async def namespace(kube: ApiClient) -> AsyncIterator[str]:
     await core.delete_namespace(name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(kube_crds: ControlPlane) -> Iterator[OperatorProcess]:
-    """One cluster-wide `arqfleet-operator` subprocess, restricted to the shipped RBAC."""
+    """A cluster-wide `arqfleet-operator` subprocess, restricted to the shipped RBAC.
+
+    Module-scoped: modules that start operators of their own never run beside this one."""
     process = OperatorProcess(kube_crds, bind_operator_rbac(kube_crds))
     process.start()
     yield process

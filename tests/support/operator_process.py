@@ -27,13 +27,15 @@ from tests.support.waiting import wait_for
 OPERATOR_USER = "arqfleet-operator"
 
 
-def bind_operator_rbac(plane: ControlPlane, namespaces: list[str] | None = None) -> Path:
-    """Apply the shipped RBAC with the test user as subject; return that user's kubeconfig."""
-    objects = rbac.namespaced(namespaces) if namespaces else rbac.clusterwide()
+def bind_operator_rbac(
+    plane: ControlPlane, namespaces: list[str] | None = None, *, user: str = OPERATOR_USER
+) -> Path:
+    """Apply the shipped RBAC with `user` as subject; return that user's kubeconfig."""
+    objects = rbac.namespaced(namespaces, name=user) if namespaces else rbac.clusterwide(name=user)
     for obj in objects:
         if obj["kind"].endswith("Binding"):
             obj["subjects"] = [
-                {"kind": "User", "name": OPERATOR_USER, "apiGroup": "rbac.authorization.k8s.io"}
+                {"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}
             ]
     kubectl(
         plane,
@@ -43,7 +45,7 @@ def bind_operator_rbac(plane: ControlPlane, namespaces: list[str] | None = None)
         "-",
         stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
     )
-    return plane.user_kubeconfig(OPERATOR_USER)
+    return plane.user_kubeconfig(user)
 
 
 @dataclass

@@ -39,8 +39,16 @@ NAMESPACED_RULES: list[Rule] = [
     _rule("", ["events"], ["create"]),
 ]
 
-# Permissions checked by admission or authorization, not requests in the audit log.
-AUTHORIZATION_ONLY: set[tuple[str, str, str]] = {(c.GROUP, f"{c.PLURAL}/finalizers", "update")}
+# Permissions checked by admission or authorization, never seen as requests in the audit log:
+# - blockOwnerDeletion needs update on the owner's finalizers (see above);
+# - a server-side apply that creates the object is a PATCH request, but the API server also
+#   authorizes it as `create` (measured: without it the first apply is forbidden).
+AUTHORIZATION_ONLY: set[tuple[str, str, str]] = {
+    (c.GROUP, f"{c.PLURAL}/finalizers", "update"),
+    ("apps", "deployments", "create"),
+    ("policy", "poddisruptionbudgets", "create"),
+    (c.PODMONITOR_GROUP, c.PODMONITOR_PLURAL, "create"),
+}
 
 
 def _meta(name: str, namespace: str | None = None) -> dict[str, Any]:

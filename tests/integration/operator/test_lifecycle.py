@@ -1,0 +1,201 @@
+"""Operators of the tests' own: namespaced mode, restarts, 50 JobQueues, and RBAC audited.
+
+Each test starts its own namespaced operator as its own user, so none shares state with
+another (the cluster-wide operator of test_reconcile.py is module-scoped and gone by now).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from kubernetes_asyncio.client import ApiClient, AppsV1Api, CoreV1Api, V1ObjectMeta, V1Secret
+
+from arqfleet.operator import rbac
+from localcluster import ControlPlane
+from tests.support.kube import REPO_ROOT, kubectl, merge_patch_jobqueue
+from tests.support.operator_checks import (
+    create_jobqueue,
+    get_deployment,
+    get_jobqueue,
+    get_path,
+    ready_condition,
+)
+from tests.support.operator_process import (
+    OperatorProcess,
+    audited_calls,
+    bind_operator_rbac,
+    reconcile_durations_ms,
+)
+from tests.support.waiting import async_wait_for, wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def plain_spec(**worker: Any) -> dict[str, Any]:
+    return {
+        "redis": {"url": "redis://redis:6379/0"},
+        "worker": {"image": "app:1", "settings": "app.worker.WorkerSettings", **worker},
+    }
+
+
+@pytest.fixture
+def namespaced_operator(
+    kube_crds: ControlPlane, namespace: str, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
+    user = f"arqfleet-op-{request.node.name[:40].replace('_', '-').lower()}"
+    kubeconfig = bind_operator_rbac(kube_crds, [namespace], user=user)
+    process = OperatorProcess(kube_crds, kubeconfig, namespaces=[namespace])
+    process.start()
+    yield process
+    assert process.stop() == 0, process.log()
+
+
+async def wait_reconciled(kube: ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        condition = await ready_condition(kube, namespace, name)
+        jq = await get_jobqueue(kube, namespace, name)
+        if condition is None or jq is None:
+            return None
+        observed = jq["status"].get("observedGeneration")
+        return jq if observed == jq["metadata"]["generation"] else None
+
+    return await async_wait_for(done, timeout=60, what=f"{name} reconciled")
+
+
+async def test_restart_changes_nothing_that_was_right(
+    kube: ApiClient, namespace: str, namespaced_operator: OperatorProcess
+) -> None:
+    await create_jobqueue(kube, namespace, "q", plain_spec())
+    before_jq = await wait_reconciled(kube, namespace, "q")
+    before = await get_deployment(kube, namespace, "q-worker")
+    assert before is not None
+    assert namespaced_operator.stop() == 0
+
+    namespaced_operator.start()
+    wait_for(
+        lambda: f"reconciled {namespace}/q (resume)" in namespaced_operator.log(),
+        timeout=60,
+        what="the resumed operator to reconcile q",
+    )
+    after = await get_deployment(kube, namespace, "q-worker")
+    after_jq = await get_jobqueue(kube, namespace, "q")
+    assert after is not None
+    assert after_jq is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after_jq["status"] == before_jq["status"]
+
+
+async def test_fifty_jobqueues_are_reconciled(
+    kube: ApiClient, namespace: str, namespaced_operator: OperatorProcess
+) -> None:
+    names = [f"q{i:02d}" for i in range(50)]
+    for name in names:
+        await create_jobqueue(kube, namespace, name, plain_spec())
+
+    async def all_ready() -> bool:
+        listed = await AppsV1Api(kube).list_namespaced_deployment(namespace)
+        if len(listed.items) < len(names):
+            return False
+        for name in names:
+            condition = await ready_condition(kube, namespace, name)
+            if condition is None:
+                return False
+        return True
+
+    assert await async_wait_for(all_ready, timeout=180, interval=0.5, what="50 reconciled")
+    durations = reconcile_durations_ms(namespaced_operator.log())
+    assert len(durations) >= 50
+    p95 = statistics.quantiles(durations, n=20)[-1]
+    # Reported, not asserted: timing belongs to benchmarks (see the closing note).
+    print(
+        f"\n50 JobQueues: {len(durations)} reconciles, p50 {statistics.median(durations):.1f} ms,"
+        f" p95 {p95:.1f} ms, max {max(durations):.1f} ms"
+    )
+
+
+async def test_settings_typo_passes_the_schema_and_leaves_others_alone(
+    kube: ApiClient, namespace: str, namespaced_operator: OperatorProcess
+) -> None:
+    # A typo in an import path is a valid string: only the pods can tell. Without a kubelet
+    # here no pod runs, so this checks that a JobQueue the operator cannot serve (its Secret
+    # missing) never stops it from serving the next one.
+    await create_jobqueue(
+        kube,
+        namespace,
+        "broken",
+        {**plain_spec(), "redis": {"urlSecretRef": {"name": "nope", "key": "url"}}},
+    )
+    await create_jobqueue(kube, namespace, "fine", plain_spec())
+    await wait_reconciled(kube, namespace, "fine")
+    broken = await ready_condition(kube, namespace, "broken")
+    assert broken is not None
+    assert broken["reason"] == "RedisSecretMissing"
+    assert namespaced_operator.popen is not None
+    assert namespaced_operator.popen.poll() is None
+
+
+@pytest.fixture
+async def podmonitor_api(kube_crds: ControlPlane) -> AsyncIterator[None]:
+    manifest = str(REPO_ROOT / "tests" / "support" / "manifests" / "podmonitor-crd.yaml")
+    kubectl(kube_crds, "apply", "-f", manifest)
+    kubectl(
+        kube_crds, "wait", "--for=condition=Established", "crd/podmonitors.monitoring.coreos.com"
+    )
+    yield
+    kubectl(kube_crds, "delete", "-f", manifest, "--wait=true")
+
+
+@pytest.mark.usefixtures("podmonitor_api")
+async def test_rbac_rules_are_exactly_the_calls_made(
+    kube: ApiClient, kube_crds: ControlPlane, namespace: str
+) -> None:
+    """Run every path under the namespaced Role alone; the audit log must use every rule."""
+    user = "arqfleet-op-rbac-audit"
+    kubeconfig = bind_operator_rbac(kube_crds, [namespace], user=user)
+    process = OperatorProcess(kube_crds, kubeconfig, namespaces=[namespace])
+    process.start()
+    try:
+        await CoreV1Api(kube).create_namespaced_secret(
+            namespace,
+            V1Secret(metadata=V1ObjectMeta(name="creds"), string_data={"url": "redis://r:6379"}),
+        )
+        spec = {
+            **plain_spec(disruptionBudget={"maxUnavailable": 1}),
+            "redis": {"urlSecretRef": {"name": "creds", "key": "url"}},
+            "scaling": {"minReplicas": 1, "maxReplicas": 3},  # pods that never get ready
+        }
+        await create_jobqueue(kube, namespace, "q", spec)
+        await wait_reconciled(kube, namespace, "q")
+        pm_path = f"/apis/monitoring.coreos.com/v1/namespaces/{namespace}/podmonitors/q-worker"
+        await async_wait_for(lambda: get_path(kube, pm_path), timeout=30, what="PodMonitor")
+
+        # Drop the budget (PDB delete), then delete the Deployment (JobQueue get, recreate).
+        await merge_patch_jobqueue(
+            kube, namespace, "q", {"spec": {"worker": {"disruptionBudget": None}}}
+        )
+        pdb = f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/q-worker"
+
+        async def pdb_gone() -> bool:
+            return await get_path(kube, pdb) is None
+
+        await async_wait_for(pdb_gone, timeout=30, what="the PDB deleted")
+        first = await get_deployment(kube, namespace, "q-worker")
+        assert first is not None
+        await AppsV1Api(kube).delete_namespaced_deployment("q-worker", namespace)
+
+        async def recreated() -> bool:
+            dep = await get_deployment(kube, namespace, "q-worker")
+            return bool(dep and dep["metadata"]["uid"] != first["metadata"]["uid"])
+
+        await async_wait_for(recreated, timeout=30, what="the Deployment recreated")
+    finally:
+        assert process.stop() == 0, process.log()
+
+    used = audited_calls(kube_crds, user)
+    granted = rbac.granted()
+    assert used <= granted, f"calls the rules do not grant: {used - granted}"
+    unused = granted - used - rbac.AUTHORIZATION_ONLY
+    assert not unused, f"rules granted but never used: {sorted(unused)}"
