@@ -1,0 +1,135 @@
+"""status interprets observations into the Ready condition and patches only on change."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from arqfleet.operator import status as st
+from arqfleet.operator.conditions import Reason
+
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+
+
+def deployment(wanted: int, available: int = 0, **status: Any) -> dict[str, Any]:
+    return {"spec": {"replicas": wanted}, "status": {"availableReplicas": available, **status}}
+
+
+def pod(**container_status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p-1"}, "status": {"containerStatuses": [container_status]}}
+
+
+@pytest.mark.parametrize(
+    ("observation", "ready", "reason"),
+    [
+        (st.Observation(None), False, Reason.DEPLOYMENT_MISSING),
+        (st.Observation(deployment(0)), True, Reason.SCALED_TO_ZERO),
+        (st.Observation(deployment(3, 1)), True, Reason.AVAILABLE),
+        (st.Observation(deployment(3, 0)), False, Reason.PROGRESSING),
+        (
+            st.Observation(
+                deployment(
+                    2,
+                    0,
+                    conditions=[
+                        {"type": "ReplicaFailure", "status": "True", "message": "no PriorityClass"}
+                    ],
+                )
+            ),
+            False,
+            Reason.POD_CREATION_FAILED,
+        ),
+        (
+            st.Observation(
+                deployment(
+                    2,
+                    0,
+                    conditions=[
+                        {
+                            "type": "Progressing",
+                            "status": "False",
+                            "reason": "ProgressDeadlineExceeded",
+                        }
+                    ],
+                )
+            ),
+            False,
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
+        ),
+        (
+            st.Observation(deployment(0), secret_problem=st.secret_problem(None, "s", "url")),
+            False,
+            Reason.REDIS_SECRET_MISSING,
+        ),
+    ],
+    ids=[
+        "no-deployment",
+        "zero",
+        "available",
+        "progressing",
+        "replica-failure",
+        "deadline",
+        "secret-first",
+    ],
+)
+def test_ready_condition(observation: st.Observation, ready: bool, reason: Reason) -> None:
+    condition = st.ready_condition(observation)
+    assert (condition.status, condition.reason) == (ready, reason)
+
+
+def test_secret_key_missing() -> None:
+    problem = st.secret_problem({"data": {"other": "eA=="}}, "creds", "url")
+    assert problem is not None
+    assert problem.reason is Reason.REDIS_SECRET_KEY_MISSING
+    assert st.secret_problem({"data": {"url": "eA=="}}, "creds", "url") is None
+
+
+def test_settings_typo_is_named_from_the_exit_code() -> None:
+    crashed = pod(
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        lastState={"terminated": {"exitCode": 2, "message": "cannot import app.wrker"}},
+    )
+    problem = st.pod_problem([crashed], "app.wrker.WorkerSettings")
+    assert problem is not None
+    assert problem.reason is Reason.WORKER_SETTINGS_NOT_FOUND
+    assert "app.wrker.WorkerSettings" in problem.message
+
+
+def test_other_crashes_and_config_errors() -> None:
+    crashing = pod(
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        lastState={"terminated": {"exitCode": 1}},
+    )
+    problem = st.pod_problem([crashing], "a.B")
+    assert problem is not None
+    assert problem.reason is Reason.WORKER_CRASHING
+    config = pod(state={"waiting": {"reason": "CreateContainerConfigError", "message": "no key"}})
+    problem = st.pod_problem([config], "a.B")
+    assert problem is not None
+    assert problem.reason is Reason.REDIS_SECRET_MISSING
+    assert st.pod_problem([pod(state={"running": {}})], "a.B") is None
+
+
+def test_patch_only_on_change_and_transition_time_kept() -> None:
+    observation = st.Observation(deployment(0))
+    first = st.status_patch(None, observation, generation=1, now=NOW)
+    assert first is not None
+    assert first["conditions"][0]["lastTransitionTime"] == "2026-11-22T12:00:00Z"
+    later = NOW + timedelta(minutes=5)
+    assert st.status_patch(first, observation, generation=1, now=later) is None
+
+    scaled = st.Observation(deployment(2, 2, replicas=2, readyReplicas=2))
+    patch = st.status_patch(first, scaled, generation=1, now=later)
+    assert patch is not None
+    assert patch["replicas"] == 2
+    # Ready stayed True (zero -> available): the transition time does not move.
+    assert patch["conditions"][0]["lastTransitionTime"] == "2026-11-22T12:00:00Z"
+    assert patch["conditions"][0]["reason"] == "WorkersAvailable"
+
+    broken = st.Observation(deployment(2, 0))
+    patch = st.status_patch({**first, **patch}, broken, generation=2, now=later)
+    assert patch is not None
+    assert patch["conditions"][0]["lastTransitionTime"] == "2026-11-22T12:05:00Z"
+    assert patch["observedGeneration"] == 2
