@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from arqfleet.operator import crd
+import yaml
+
+from arqfleet.operator import crd, rbac
 
 
 def _crd(args: argparse.Namespace) -> int:
@@ -29,6 +31,20 @@ def _crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rbac(args: argparse.Namespace) -> int:
+    objects = (
+        rbac.namespaced(
+            args.namespace, service_account=args.service_account, namespace=args.operator_namespace
+        )
+        if args.namespace
+        else rbac.clusterwide(
+            service_account=args.service_account, namespace=args.operator_namespace
+        )
+    )
+    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="arqfleet", description="arqfleet: autoscaled ARQ worker fleets on Kubernetes."
@@ -41,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="fail if --output differs from the models"
     )
     crd_cmd.set_defaults(func=_crd)
+
+    rbac_cmd = commands.add_parser(
+        "rbac", help="print the operator's RBAC (ClusterRole, or Roles with --namespace)"
+    )
+    rbac_cmd.add_argument(
+        "--namespace", action="append", help="namespaced mode: a Role here (repeatable)"
+    )
+    rbac_cmd.add_argument("--service-account", default="arqfleet-operator")
+    rbac_cmd.add_argument(
+        "--operator-namespace", default="arqfleet-system", help="where the operator runs"
+    )
+    rbac_cmd.set_defaults(func=_rbac)
 
     try:  # the dead-letter tools belong to the worker package, which writes the store
         from arqfleet.worker.cli import add_dlq_parser

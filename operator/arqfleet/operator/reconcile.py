@@ -235,7 +235,7 @@ class Reconciler:
             applied = await self.kube.apply(
                 DEPLOYMENTS, workload.deployment(ref, spec, replicas=replicas)
             )
-            applied = await self._hand_replicas_to_scaler(jq, replicas) or applied
+            await self._hand_replicas_to_scaler(jq, replicas)
             reason = "Recreated" if cause == "recreate" else "Created"
             self.emit(
                 jq.event_target(),
@@ -249,23 +249,23 @@ class Reconciler:
                 DEPLOYMENTS, workload.deployment(ref, spec, replicas=keep)
             )
             if keep is not None:
-                applied = await self._hand_replicas_to_scaler(jq, keep) or applied
+                await self._hand_replicas_to_scaler(jq, keep)
             if applied["metadata"].get("generation") != live["metadata"].get("generation"):
                 self._emit_change(jq, cause, ref.worker_name)
+        # The generation our own apply produced, from its response: a re-read could already
+        # include someone else's edit, which would then pass for ours and never be repaired.
         self.applied_generation[jq.key] = int(applied["metadata"].get("generation", 0))
         return applied
 
-    async def _hand_replicas_to_scaler(
-        self, jq: JobQueueSnapshot, replicas: int
-    ) -> dict[str, Any] | None:
+    async def _hand_replicas_to_scaler(self, jq: JobQueueSnapshot, replicas: int) -> None:
+        """Co-own spec.replicas as the scaler, with the value just applied: from now on the
+        workload applies can leave replicas out without the field being reset."""
         await self.kube.apply(
             DEPLOYMENTS,
             scale_body(jq.ref, replicas),
             manager=c.SCALER_FIELD_MANAGER,
             subresource="scale",
         )
-        # Re-read: the scale apply may have bumped nothing, but we want the final generation.
-        return await self.kube.get(DEPLOYMENTS, jq.namespace, jq.ref.worker_name)
 
     def _emit_change(self, jq: JobQueueSnapshot, cause: str, name: str) -> None:
         if cause == "repair":
