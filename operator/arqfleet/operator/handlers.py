@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 from arqfleet.operator import constants as c
 from arqfleet.operator import metrics
 from arqfleet.operator.kube import KubeClient, is_gone
-from arqfleet.operator.reconcile import JobQueueSnapshot, Reconciler, SpecError
+from arqfleet.operator.reconcile import ApplyRejected, JobQueueSnapshot, Reconciler, SpecError
 from arqfleet.operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,9 @@ async def reconcile_jobqueue(body: kopf.Body, reason: str, memo: kopf.Memo, **_:
     except SpecError as error:
         await reconciler.report_spec_error(jq, error)
         raise kopf.PermanentError(str(error)) from error
+    except ApplyRejected as error:
+        # Reported in the Ready condition and an Event; the next spec change retries.
+        raise kopf.PermanentError(str(error)) from error
     except ApiException as error:
         if is_gone(error):
             return  # deleted while being reconciled
@@ -130,7 +133,7 @@ async def deployment_changed(
     reconciler: Reconciler = memo.reconciler
     try:
         await reconciler.deployment_event(type, dict(body), found[0] if found else None)
-    except SpecError:
+    except (SpecError, ApplyRejected):
         return  # reported by the JobQueue handler; nothing to repair from a bad spec
     except ApiException as error:
         if not is_gone(error):

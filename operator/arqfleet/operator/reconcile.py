@@ -9,6 +9,7 @@ module only sequences the I/O, so every API call it makes goes through `kube.Kub
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import defaultdict
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from arqfleet.operator import constants as c
@@ -91,6 +93,11 @@ class SpecError(Exception):
     """A JobQueue spec the models reject (written before a rule existed, or by a bypass)."""
 
 
+class ApplyRejected(Exception):
+    """The API server refused an object rendered from the spec (e.g. a malformed affinity,
+    which the JobQueue schema passes through): retrying cannot help until the spec changes."""
+
+
 def scaler_owns_replicas(deployment: Mapping[str, Any]) -> bool:
     """Has the scaling field manager claimed spec.replicas? Until it has, every apply must
     keep listing replicas, or server-side apply would drop the field back to 1."""
@@ -145,8 +152,14 @@ class Reconciler:
         try:
             spec = self._parse(jq)
             secret_problem = await self._check_secret(jq, spec)
-            deployment = await self._apply_deployment(jq, spec, cause=cause)
-            await self._apply_optional(jq, spec)
+            try:
+                deployment = await self._apply_deployment(jq, spec, cause=cause)
+                await self._apply_optional(jq, spec)
+            except ApiException as error:
+                if not _is_rejection(error):
+                    raise
+                await self._report_rejected(jq, error)
+                raise ApplyRejected(_api_message(error)) from error
             condition = await self.report(jq, deployment, secret_problem=secret_problem, spec=spec)
         except Exception as error:
             metrics.RECONCILE_ERRORS.labels(type(error).__name__).inc()
@@ -327,14 +340,25 @@ class Reconciler:
             )
         return condition
 
-    async def report_spec_error(self, jq: JobQueueSnapshot, error: SpecError) -> None:
-        condition = Condition(
-            ConditionType.READY, False, Reason.INVALID_SPEC, f"spec is invalid: {error}"[:1000]
+    async def _report_rejected(self, jq: JobQueueSnapshot, error: ApiException) -> None:
+        message = f"the API server rejected the rendered workload: {_api_message(error)}"
+        await self._report_failure(
+            jq, Condition(ConditionType.READY, False, Reason.APPLY_FAILED, message[:1000])
         )
+
+    async def report_spec_error(self, jq: JobQueueSnapshot, error: SpecError) -> None:
+        await self._report_failure(
+            jq,
+            Condition(
+                ConditionType.READY, False, Reason.INVALID_SPEC, f"spec is invalid: {error}"[:1000]
+            ),
+        )
+
+    async def _report_failure(self, jq: JobQueueSnapshot, condition: Condition) -> None:
         conditions = merge_condition(
             jq.status.get("conditions"), condition, now=self.clock(), generation=jq.generation
         )
-        self.emit(jq.event_target(), "Warning", Reason.INVALID_SPEC.value, condition.message)
+        self.emit(jq.event_target(), "Warning", condition.reason.value, condition.message)
         await self.kube.merge_patch(
             JOBQUEUES,
             jq.namespace,
@@ -342,3 +366,21 @@ class Reconciler:
             {"status": {"conditions": conditions, "observedGeneration": jq.generation}},
             subresource="status",
         )
+
+
+def _is_rejection(error: ApiException) -> bool:
+    """Is this the API server refusing the object itself (not a transient failure)?"""
+    if error.status in (400, 422):
+        return True
+    # Server-side apply reports a value of the wrong shape as a 500 "failed to create typed
+    # patch object": the object is wrong, and sending it again gives the same answer.
+    return error.status == 500 and "failed to create typed patch object" in _api_message(error)
+
+
+def _api_message(error: ApiException) -> str:
+    """The API server's own sentence (it names the field), not the whole HTTP response."""
+    body = error.body.decode() if isinstance(error.body, bytes) else str(error.body or "")
+    try:
+        return str(json.loads(body).get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)

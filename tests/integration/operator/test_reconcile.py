@@ -352,3 +352,29 @@ async def test_podmonitor_created_only_when_its_api_is_served(
         assert endpoint == {"port": "http", "path": "/metrics", "interval": "15s"}
     finally:
         kubectl(operator.plane, "delete", "-f", manifest, "--wait=true")
+
+
+async def test_workload_the_api_server_rejects_is_reported_not_retried_forever(
+    kube: ApiClient, namespace: str
+) -> None:
+    # affinity is passed through as core/v1 (the JobQueue schema does not restate it), so a
+    # malformed one first fails when the Deployment is applied.
+    bad_affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": "soon"}}
+    spec = {**secret_spec(), "redis": {"url": "redis://r:6379"}}
+    spec["worker"] = {**spec["worker"], "affinity": bad_affinity}
+    await create_jobqueue(kube, namespace, "q", spec)
+
+    async def rejected() -> dict[str, Any] | None:
+        condition = await ready_condition(kube, namespace, "q")
+        return condition if condition and condition["reason"] == "ApplyFailed" else None
+
+    condition = await async_wait_for(rejected, timeout=30, what="ApplyFailed")
+    assert "affinity" in condition["message"]
+    assert await async_wait_for(
+        lambda: _with(event_reasons(kube, namespace, "q"), ("Warning", "ApplyFailed")),
+        timeout=30,
+        what="Warning event",
+    )
+    # Fixing the spec heals it.
+    await merge_patch_jobqueue(kube, namespace, "q", {"spec": {"worker": {"affinity": None}}})
+    await deployment_of(kube, namespace)
