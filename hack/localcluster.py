@@ -69,72 +69,48 @@ def _openssl(*args: str, cwd: Path) -> None:
     )
 
 
+SERVER_EXT = (
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+    "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+)
+CLIENT_EXT = "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+CERT_DAYS = "30"
+
+
+def sign_cert(directory: Path, name: str, subject: str, extensions: str, ca: Path) -> None:
+    """A new key `name.key` and `name.crt` for `subject`, signed by the CA in `ca`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ext = directory / f"{name}.ext"
+    ext.write_text(extensions)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=directory)  # fmt: skip
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", str(ca / "ca.crt"),
+             "-CAkey", str(ca / "ca.key"), "-CAcreateserial", "-days", CERT_DAYS,
+             "-out", f"{name}.crt", "-extfile", str(ext), cwd=directory)  # fmt: skip
+
+
 def make_certs(directory: Path) -> None:
     """A throwaway CA, a serving cert for 127.0.0.1/localhost, an admin client cert, SA keys."""
     directory.mkdir(parents=True, exist_ok=True)
-    ext_server = directory / "server.ext"
-    ext_server.write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-        "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
-    )
-    ext_client = directory / "client.ext"
-    ext_client.write_text(
-        "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
-    )
-    days = "30"
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        days,
-        "-subj",
-        "/CN=arqfleet-local-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        cwd=directory,
-    )
-    for name, subject, ext in (
-        ("apiserver", "/CN=kube-apiserver", ext_server),
-        ("admin", "/O=system:masters/CN=arqfleet-admin", ext_client),
-    ):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            subject,
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            cwd=directory,
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            days,
-            "-out",
-            f"{name}.crt",
-            "-extfile",
-            str(ext),
-            cwd=directory,
-        )
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", CERT_DAYS,
+             "-subj", "/CN=arqfleet-local-ca", "-keyout", "ca.key", "-out", "ca.crt",
+             cwd=directory)  # fmt: skip
+    sign_cert(directory, "apiserver", "/CN=kube-apiserver", SERVER_EXT, directory)
+    sign_cert(directory, "admin", "/O=system:masters/CN=arqfleet-admin", CLIENT_EXT, directory)
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=directory)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
+
+
+def stop_process(popen: subprocess.Popen[bytes], timeout: float = 15) -> int:
+    """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit code."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout=timeout)
+    return int(popen.returncode)
 
 
 @dataclass
@@ -144,13 +120,7 @@ class Process:
     log: Path
 
     def stop(self, timeout: float = 15) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=timeout)
+        stop_process(self.popen, timeout)
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -210,45 +180,10 @@ class ControlPlane:
 
         Its certificate carries the group RESTRICTED_GROUP, whose requests are audited."""
         directory = self.workdir / "users" / user
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "client.ext").write_text(
-            "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
-        )
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/O={RESTRICTED_GROUP}/CN={user}",
-            "-keyout",
-            "user.key",
-            "-out",
-            "user.csr",
-            cwd=directory,
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            "user.csr",
-            "-CA",
-            str(self.certs / "ca.crt"),
-            "-CAkey",
-            str(self.certs / "ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-out",
-            "user.crt",
-            "-extfile",
-            "client.ext",
-            cwd=directory,
-        )
+        sign_cert(directory, "user", f"/O={RESTRICTED_GROUP}/CN={user}", CLIENT_EXT, self.certs)
         path = directory / "kubeconfig"
-        path.write_text(
-            json.dumps(self._kubeconfig(directory / "user.crt", directory / "user.key", user))
-        )
+        config = self._kubeconfig(directory / "user.crt", directory / "user.key", user)
+        path.write_text(json.dumps(config))
         return path
 
     def audit_events(self, user: str) -> list[dict[str, object]]:

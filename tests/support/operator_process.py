@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from arqfleet.operator import rbac
-from localcluster import ControlPlane
+from localcluster import ControlPlane, stop_process
 from tests.support.kube import kubectl
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
@@ -112,16 +111,9 @@ class OperatorProcess:
     def stop(self, timeout: float = 30) -> int:
         if self.popen is None:
             return 0
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        code = self.popen.returncode
+        code = stop_process(self.popen, timeout)
         self.popen = None
-        return int(code)
+        return code
 
 
 def reconcile_durations_ms(log: str) -> list[float]:
