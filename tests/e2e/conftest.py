@@ -6,14 +6,18 @@ tests never run each other's pods) and its own operator restricted to that names
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from localcluster import ControlPlane
+from tests.support.jobqueues import jobqueue, minimal_spec
+from tests.support.kube import kubectl
 from tests.support.nodeagent_process import NodeAgentProcess
 from tests.support.operator_process import OperatorProcess, bind_operator_rbac
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -38,3 +42,42 @@ def e2e_operator(kube_crds: ControlPlane, namespace: str) -> Iterator[OperatorPr
     process.start()
     yield process
     assert process.stop() == 0, process.log()
+
+
+@pytest.fixture(scope="session")
+def gc_watches_jobqueues(kube_crds: ControlPlane) -> None:
+    """Wait until kube-controller-manager's garbage collector acts on JobQueue deletions.
+
+    It starts watching a new CRD's objects only at its next discovery sync (every 30 s, not
+    configurable), so a JobQueue deleted just after the CRD was installed keeps its Deployment
+    for up to 30 s. A canary ConfigMap owned by a canary JobQueue shows when that is over.
+    """
+    canary = "e2e-gc-canary"
+    kubectl(kube_crds, "create", "namespace", canary, check=False)
+    created = kubectl(
+        kube_crds,
+        "-n",
+        canary,
+        "create",
+        "-o",
+        "json",
+        "-f",
+        "-",
+        stdin=json.dumps(jobqueue(canary, minimal_spec())),
+    )
+    uid = json.loads(created.stdout)["metadata"]["uid"]
+    owner = {"apiVersion": "arqfleet.io/v1alpha1", "kind": "JobQueue", "name": canary, "uid": uid}
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": canary, "ownerReferences": [owner]},
+    }
+    kubectl(kube_crds, "-n", canary, "create", "-f", "-", stdin=json.dumps(config_map))
+    kubectl(kube_crds, "-n", canary, "delete", "jobqueue", canary, "--wait=false")
+
+    def collected() -> bool:
+        found = kubectl(kube_crds, "-n", canary, "get", "configmap", canary, check=False)
+        return found.returncode != 0 and "NotFound" in found.stderr
+
+    wait_for(collected, timeout=60, interval=0.5, what="the GC to collect a JobQueue's dependent")
+    kubectl(kube_crds, "delete", "namespace", canary, "--wait=false")

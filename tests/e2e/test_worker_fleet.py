@@ -152,6 +152,7 @@ async def test_settings_typo_reports_worker_settings_not_found(
     assert "no module named 'examples.app.wrker'" in condition["message"]
 
 
+@pytest.mark.usefixtures("gc_watches_jobqueues")
 async def test_deleting_the_jobqueue_drains_the_worker_before_the_pod_goes(
     kube: ApiClient,
     namespace: str,
@@ -170,7 +171,9 @@ async def test_deleting_the_jobqueue_drains_the_worker_before_the_pod_goes(
     client = aioredis.Redis.from_url(redis_url)
     pool = await create_pool(RedisSettings.from_dsn(redis_url))
     try:
-        job = await pool.enqueue_job("slow", "in-flight", seconds=3)
+        # Long enough to still run when the pod gets its deletionTimestamp: the garbage
+        # collector's cascade JobQueue -> Deployment -> ReplicaSet -> pod takes a few seconds.
+        job = await pool.enqueue_job("slow", "in-flight", seconds=drain - 2)
         assert job is not None
 
         async def started() -> bool:
@@ -182,10 +185,19 @@ async def test_deleting_the_jobqueue_drains_the_worker_before_the_pod_goes(
             models.API_GROUP, models.API_VERSION, namespace, models.PLURAL, "drained"
         )
 
+        async def terminating() -> bool:
+            return any(
+                p["metadata"].get("deletionTimestamp")
+                for p in await list_pods(kube, namespace, "drained")
+            )
+
+        await async_wait_for(terminating, timeout=drain - 2, what="the pod's deletionTimestamp")
+        assert await client.lrange("example:done", 0, -1) == []  # SIGTERM comes mid-job
+
         async def pod_gone() -> bool:
             return not await list_pods(kube, namespace, "drained")
 
-        # GC: JobQueue -> Deployment -> ReplicaSet -> pod; the agent SIGTERMs, waits, deletes.
+        # The agent SIGTERMs, the worker finishes the job and exits, the agent deletes the pod.
         await async_wait_for(pod_gone, timeout=drain + 20, what="the worker pod to go")
         elapsed = time.monotonic() - deleted_at
         assert await job.result(timeout=5, poll_delay=0.1) == "in-flight"
@@ -202,4 +214,6 @@ async def test_deleting_the_jobqueue_drains_the_worker_before_the_pod_goes(
     assert f"{namespace}/{pod_name}: terminated and removed" in log
     # Drained, not waited out: gone well before the grace period would have ended.
     assert elapsed < drain + 15, elapsed
-    assert "drain" in node_agent.pod_log(pod_name).lower()
+    # arq's own account of the drain: SIGTERM arrived with the job still running.
+    assert "shutdown on SIGTERM" in node_agent.pod_log(pod_name)
+    assert "1 to be completed" in node_agent.pod_log(pod_name)
