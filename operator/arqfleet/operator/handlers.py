@@ -2,6 +2,7 @@
 
 - JobQueue create/update/resume -> reconcile (render + server-side apply + status).
 - Deployment events (ours only, selected server-side by label) -> drift repair or status.
+- Worker pod events (ours only) -> status, when a pod fails in a way the spec explains.
 - An index of JobQueues, so a Deployment event finds its owner without an API call.
 No timers, daemons or delete handlers: each would make kopf put a finalizer on every JobQueue,
 and deletion is the garbage collector's job through ownerReferences.
@@ -9,8 +10,9 @@ and deletion is the garbage collector's job through ownerReferences.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import kopf
@@ -51,8 +53,9 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.watching.connect_timeout = ours.connect_timeout_seconds
     settings.networking.request_timeout = ours.api_request_timeout_seconds
     settings.networking.connect_timeout = ours.connect_timeout_seconds
-    # Only our Deployments are streamed to us, filtered by the API server.
+    # Only our Deployments and worker pods are streamed to us, filtered by the API server.
     settings.watching.label_selectors["apps", "deployments"] = c.MANAGED_SELECTOR
+    settings.watching.label_selectors["", "pods"] = c.MANAGED_SELECTOR
     # Resources are discovered once at start-up; watching CRDs for new ones would need a
     # cluster-scoped permission that a namespaced install should not have to grant.
     settings.scanning.disabled = True
@@ -115,29 +118,56 @@ async def reconcile_jobqueue(body: kopf.Body, reason: str, memo: kopf.Memo, **_:
         raise kopf.TemporaryError(ready.message, delay=memo.settings.secret_recheck_seconds)
 
 
+def owning_jobqueue(
+    kwargs: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str]
+) -> JobQueueSnapshot | None:
+    """The JobQueue an object of ours belongs to, from the index (no API call)."""
+    # kopf passes each index as a keyword named after its function.
+    index: kopf.Index[Any, JobQueueSnapshot] = kwargs["jobqueues"]
+    owner = labels.get(c.LABEL_JOBQUEUE)
+    found = list(index.get((namespace, owner), [])) if owner else []
+    return found[0] if found else None
+
+
+@contextlib.asynccontextmanager
+async def unless_gone(what: str) -> AsyncIterator[None]:
+    """Errors that mean "nothing to do": a bad spec (reported by the JobQueue handler), or a
+    JobQueue or namespace deleted while we looked (the garbage collector finishes up)."""
+    try:
+        yield
+    except (SpecError, ApplyRejected):
+        return
+    except ApiException as error:
+        if not is_gone(error):
+            raise
+        log.debug("%s is gone: %s", what, error.reason)
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
 async def deployment_changed(
     type: str,
     body: kopf.Body,
+    name: str,
     namespace: str | None,
     labels: Mapping[str, str],
     memo: kopf.Memo,
     **kwargs: Any,
 ) -> None:
-    # kopf passes each index as a keyword named after its function.
-    jobqueues: kopf.Index[Any, JobQueueSnapshot] = kwargs["jobqueues"]
-    owner = labels.get(c.LABEL_JOBQUEUE)
-    if owner is None:
-        return
-    found = list(jobqueues.get((namespace, owner), []))
     reconciler: Reconciler = memo.reconciler
-    try:
-        await reconciler.deployment_event(type, dict(body), found[0] if found else None)
-    except (SpecError, ApplyRejected):
-        return  # reported by the JobQueue handler; nothing to repair from a bad spec
-    except ApiException as error:
-        if not is_gone(error):
-            raise
-        # The JobQueue or its namespace was deleted while we looked: the garbage collector
-        # (or the namespace controller) finishes what is left.
-        log.debug("JobQueue %s/%s is gone: %s", namespace, owner, error.reason)
+    async with unless_gone(f"Deployment {namespace}/{name}"):
+        jq = owning_jobqueue(kwargs, namespace, labels)
+        await reconciler.deployment_event(type, dict(body), jq)
+
+
+@kopf.on.event("", "v1", "pods", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
+async def worker_pod_changed(
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    reconciler: Reconciler = memo.reconciler
+    async with unless_gone(f"pod {namespace}/{name}"):
+        await reconciler.pod_event(dict(body), owning_jobqueue(kwargs, namespace, labels))

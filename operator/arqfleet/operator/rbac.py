@@ -34,8 +34,9 @@ NAMESPACED_RULES: list[Rule] = [
     _rule(c.PODMONITOR_GROUP, [c.PODMONITOR_PLURAL], ["create", "patch"]),
     # The Redis URL may live in a Secret: read that one object (never list or watch).
     _rule("", ["secrets"], ["get"]),
-    # Worker pods, listed by label to explain why workers are not ready.
-    _rule("", ["pods"], ["list"]),
+    # Worker pods (ours, by label): kopf watches them, so a crash-looping pod is explained in
+    # the JobQueue's status; we list them to explain why workers are not ready.
+    _rule("", ["pods"], ["list", "watch"]),
     _rule("", ["events"], ["create"]),
 ]
 

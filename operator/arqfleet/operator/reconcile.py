@@ -211,6 +211,22 @@ class Reconciler:
             secret_problem = await self._check_secret(jq, spec)
         await self.report(jq, deployment, secret_problem=secret_problem, spec=spec)
 
+    async def pod_event(self, pod: Mapping[str, Any], jq: JobQueueSnapshot | None) -> None:
+        """A worker pod changed. Only a failure that says something about the spec (the
+        settings import, a crash loop, a missing Secret key) is worth a status update: a
+        crash-looping pod changes neither its Deployment nor its JobQueue, so nothing else
+        would ever report it."""
+        if jq is None or jq.deleting:
+            return
+        spec = self._parse(jq)
+        if st.pod_problem([pod], spec.worker.settings) is None:
+            return
+        async with self.lock(jq.key):
+            deployment = await self.kube.get(DEPLOYMENTS, jq.namespace, jq.ref.worker_name)
+            await self.report(
+                jq, deployment, secret_problem=self.secret_problems.get(jq.key), spec=spec
+            )
+
     def forget(self, key: tuple[str, str]) -> None:
         self.applied_generation.pop(key, None)
         self.secret_problems.pop(key, None)
