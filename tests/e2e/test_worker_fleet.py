@@ -11,14 +11,14 @@ import pytest
 import redis.asyncio as aioredis
 from arq import create_pool
 from arq.connections import RedisSettings
-from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, V1ObjectMeta, V1Secret
 
 from arqfleet.operator import models
 from arqfleet.worker.constants import heartbeats_key
 from tests.support.nodeagent_process import NodeAgentProcess, host_ports
 from tests.support.operator_checks import create_jobqueue, get_jobqueue, get_path, ready_condition
 from tests.support.operator_process import OperatorProcess
-from tests.support.waiting import WaitTimeout, async_wait_for
+from tests.support.waiting import async_wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -137,19 +137,57 @@ async def test_settings_typo_reports_worker_settings_not_found(
             return condition
         return None
 
-    try:
-        condition = await async_wait_for(
-            settings_not_found, timeout=15, what="typo: Ready=False WorkerSettingsNotFound"
-        )
-    except WaitTimeout:
-        # Operator bug (reported, not fixed here): it reads pod failures only when its Deployment
-        # or JobQueue changes, and a crash-looping pod changes neither (unavailableReplicas stays
-        # 1), so the condition stays WorkersProgressing until progressDeadlineSeconds (600 s).
-        last = await ready_condition(kube, namespace, "typo")
-        pytest.xfail(f"operator never re-reads crash-looping pods; Ready is {last}")
+    condition = await async_wait_for(
+        settings_not_found, timeout=15, what="typo: Ready=False WorkerSettingsNotFound"
+    )
     assert condition["status"] == "False"
     assert typo in condition["message"]
     assert "no module named 'examples.app.wrker'" in condition["message"]
+
+
+async def test_redis_url_from_a_secret_that_appears_later(
+    kube: ApiClient,
+    namespace: str,
+    node_agent: NodeAgentProcess,
+    e2e_operator: OperatorProcess,
+    redis_url: str,
+) -> None:
+    spec = fleet_spec(redis_url)
+    spec["redis"] = {"urlSecretRef": {"name": "redis-credentials", "key": "url"}}
+    await create_jobqueue(kube, namespace, "secret", spec)
+
+    async def config_error() -> dict[str, Any] | None:
+        for pod in await list_pods(kube, namespace, "secret"):
+            for status in (pod.get("status") or {}).get("containerStatuses") or ():
+                waiting = status["state"].get("waiting") or {}
+                if waiting.get("reason") == "CreateContainerConfigError":
+                    return dict(waiting)
+        return None
+
+    # As kubelet: the container cannot start while the Secret its env names is missing.
+    waiting = await async_wait_for(config_error, timeout=READY_TIMEOUT, what="config error")
+    assert waiting["message"] == 'secret "redis-credentials" not found'
+    condition = await ready_condition(kube, namespace, "secret")
+    assert condition is not None
+    assert condition["reason"] == "RedisSecretMissing", condition
+
+    secret = V1Secret(
+        metadata=V1ObjectMeta(name="redis-credentials"), string_data={"url": redis_url}
+    )
+    await CoreV1Api(kube).create_namespaced_secret(namespace, secret)
+    ready = await wait_ready(kube, namespace, "secret")
+    assert ready["reason"] == "WorkersAvailable"
+    [pod] = await list_pods(kube, namespace, "secret")
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0  # started, never crashed
+
+    # The worker reached Redis through the URL it was given by the Secret.
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        job = await pool.enqueue_job("fast", "via-secret")
+        assert job is not None
+        assert await job.result(timeout=20, poll_delay=0.1) == "via-secret"
+    finally:
+        await pool.aclose()
 
 
 @pytest.mark.usefixtures("gc_watches_jobqueues")
