@@ -15,7 +15,7 @@ import pytest
 from localcluster import ControlPlane
 from tests.support.jobqueues import jobqueue, minimal_spec
 from tests.support.kube import kubectl
-from tests.support.nodeagent_process import NodeAgentProcess
+from tests.support.nodeagent_process import NodeAgentProcess, running
 from tests.support.operator_process import OperatorProcess, bind_operator_rbac
 from tests.support.waiting import wait_for
 
@@ -32,6 +32,8 @@ def node_agent(
     # Exit 0 after stopping its worker processes: nothing of this test keeps running.
     assert agent.stop() == 0, agent.log()
     assert "node agent stopped" in agent.log()
+    assert agent.started_pids(), agent.log()  # every test here runs at least one worker
+    assert [pid for pid in agent.started_pids() if running(pid)] == []
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Run as a separate process, as a person runs it, so its signal handling and shutd
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,10 @@ class NodeAgentProcess:
             p.read_text(errors="replace") for p in sorted(self.pod_logs.glob(f"*_{pod}_*/*.log"))
         )
 
+    def started_pids(self) -> list[int]:
+        """Every container process the agent started, from its log."""
+        return [int(pid) for pid in re.findall(r": started \S+ pid (\d+)", self.log())]
+
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, as a person's Ctrl-C or a service manager would; returns the exit code."""
         if self.popen is None:
@@ -98,3 +103,12 @@ def host_ports(pod: dict[str, object]) -> dict[str, int]:
     annotations = (pod.get("metadata") or {}).get("annotations") or {}  # type: ignore[attr-defined]
     raw = annotations.get(PORTS_ANNOTATION)
     return {str(k): int(v) for k, v in json.loads(raw).items()} if raw else {}
+
+
+def running(pid: int) -> bool:
+    """Is `pid` a live process (not gone, not a zombie)?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
