@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 TICK = 0.2  # seconds between a pod's local checks (process exits, restarts due)
 MAX_BACKOFF = 300.0  # kubelet's cap on the crash-loop back-off
+BACKOFF_RESET_SECONDS = 600.0  # kubelet forgets the back-off after 10 min of running
 LOG_TAIL_LINES, LOG_TAIL_BYTES = 80, 2048  # kubelet's FallbackToLogsOnError limits
 
 
@@ -45,11 +46,14 @@ class Container:
     starts: int = 0
     process: asyncio.subprocess.Process | None = None
     started_at: str | None = None
+    started_mono: float = 0.0
     state: Obj = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
     last_state: Obj = field(default_factory=dict)
     ready: bool = False
     done: bool = False  # terminated for good (restartPolicy, or the pod is going away)
     next_start: float = 0.0
+    backoff_steps: int = 0  # crashes since the last long run: the back-off's exponent
+    container_id: str = ""
     log_path: Path | None = None
     probes: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -150,7 +154,7 @@ class PodWorker:
             "reason": "Completed" if code == 0 else "Error",
             "startedAt": container.started_at,
             "finishedAt": now_iso(),
-            "containerID": container.state.get("running", {}).get("_id", ""),
+            "containerID": container.container_id,
         }
         if code != 0 and (message := log_tail(container.log_path)):
             terminated["message"] = message
@@ -160,7 +164,10 @@ class PodWorker:
         if final or policy == "Never" or (policy == "OnFailure" and code == 0):
             container.state, container.done = {"terminated": terminated}, True
             return
-        delay = min(self.agent.backoff * 2**container.restart_count, MAX_BACKOFF)
+        if time.monotonic() - container.started_mono >= BACKOFF_RESET_SECONDS:
+            container.backoff_steps = 0  # it ran well for a while: a fresh crash starts low
+        delay = min(self.agent.backoff * 2**container.backoff_steps, MAX_BACKOFF)
+        container.backoff_steps += 1
         container.last_state = {"terminated": terminated}
         container.state = {
             "waiting": {
@@ -204,10 +211,9 @@ class PodWorker:
                 start_new_session=True,  # own group: signalled directly, killed as a group
             )
         container.process, container.starts = process, container.starts + 1
-        container.started_at = now_iso()
-        container.state = {
-            "running": {"startedAt": container.started_at, "_id": f"nodeagent://{process.pid}"}
-        }
+        container.started_at, container.started_mono = now_iso(), time.monotonic()
+        container.container_id = f"nodeagent://{process.pid}"
+        container.state = {"running": {"startedAt": container.started_at}}
         log.info("%s: started %s pid %d: %s", self.key, container.name, process.pid, " ".join(argv))
         for kind in ("readinessProbe", "livenessProbe"):
             if probe := container.spec.get(kind):
@@ -358,7 +364,6 @@ class PodWorker:
     def status(self) -> Obj:
         statuses = []
         for c in self.containers:
-            state = {k: {f: v for f, v in s.items() if f != "_id"} for k, s in c.state.items()}
             status: Obj = {
                 "name": c.name,
                 "image": c.spec.get("image", ""),
@@ -366,11 +371,11 @@ class PodWorker:
                 "ready": c.ready and c.process is not None,
                 "started": c.process is not None,
                 "restartCount": c.restart_count,
-                "state": state,
+                "state": c.state,
                 "lastState": c.last_state,
             }
             if c.process is not None:
-                status["containerID"] = f"nodeagent://{c.process.pid}"
+                status["containerID"] = c.container_id
             statuses.append(status)
         ready = all(s["ready"] for s in statuses) and not self.deleting
         unready = [s["name"] for s in statuses if not s["ready"]]
