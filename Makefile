@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup demo test lint unit integration crd cluster-up cluster-down
+.PHONY: help setup demo test lint unit e2e crd cluster-up cluster-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -11,7 +11,7 @@ help: ## list the targets
 setup: ## install Debian packages, the venv and the control-plane binaries (idempotent)
 	@hack/setup
 
-demo: setup ## the main job: local cluster + CRD + example JobQueue, shown with kubectl
+demo: setup ## the main job: cluster, redis, operator, node agent, a worker pod, jobs, drain on delete
 	@hack/demo
 
 test: setup lint ## the whole suite: lint, unit, integration (real redis + apiserver), e2e
@@ -25,6 +25,9 @@ lint: ## ruff, mypy --strict, import-linter
 
 unit: ## pure tests only (no servers)
 	$(VENV)/pytest tests/unit
+
+e2e: setup ## the end-to-end tier: operator + node agent + real worker pods
+	$(VENV)/pytest tests/e2e
 
 crd: ## regenerate crds/ from the pydantic models
 	$(VENV)/arqfleet crd --output crds/

@@ -394,6 +394,16 @@ class ControlPlane:
         }
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: where PID 1 does not reap orphans, a stopped process of an
+    earlier `hack/cluster up` stays in the table as a zombie, which signal 0 still finds."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def stop_pids(pids: dict[str, int], timeout: float = 15) -> None:
     """Stop processes started by an earlier `hack/cluster up` (in reverse start order)."""
     for pid in reversed(list(pids.values())):
@@ -402,9 +412,7 @@ def stop_pids(pids: dict[str, int], timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     for pid in pids.values():
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not _running(pid):
                 break
             time.sleep(0.1)
         else:
