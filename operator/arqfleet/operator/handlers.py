@@ -110,8 +110,15 @@ async def reconcile_jobqueue(body: kopf.Body, reason: str, memo: kopf.Memo, **_:
         # Reported in the Ready condition and an Event; the next spec change retries.
         raise kopf.PermanentError(str(error)) from error
     except ApiException as error:
+        if error.status == 404:
+            # Something we had just written vanished under us (a Deployment deleted between
+            # its apply and the scale hand-off): look again soon. If the JobQueue itself is
+            # gone, kopf stops retrying on its own.
+            raise kopf.TemporaryError(
+                f"an object vanished mid-reconcile: {error.reason}", delay=1
+            ) from error
         if is_gone(error):
-            return  # deleted while being reconciled
+            return  # the namespace is being deleted
         raise
     if reconciler.secret_problems.get(jq.key) is not None:
         # Nothing watches Secrets, so look again later; the condition already says why.

@@ -265,7 +265,9 @@ class Reconciler:
                 DEPLOYMENTS, workload.deployment(ref, spec, replicas=replicas)
             )
             await self._hand_replicas_to_scaler(jq, replicas)
-            reason = "Recreated" if cause == "recreate" else "Created"
+            # Only the first reconcile of a new JobQueue creates; any other cause found it
+            # gone (deleted by hand, or while the operator was down).
+            reason = "Created" if cause == "create" else "Recreated"
             self.emit(
                 jq.event_target(),
                 "Normal",
