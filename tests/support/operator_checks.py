@@ -42,10 +42,12 @@ async def get_deployment(api: ApiClient, namespace: str, name: str) -> dict[str,
     return await get_path(api, f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
 
 
-async def ready_condition(api: ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+async def ready_condition(
+    api: ApiClient, namespace: str, name: str, kind: str = "Ready"
+) -> dict[str, Any] | None:
     jq = await get_jobqueue(api, namespace, name)
     for condition in ((jq or {}).get("status") or {}).get("conditions") or ():
-        if condition["type"] == "Ready":
+        if condition["type"] == kind:
             return dict(condition)
     return None
 

@@ -35,6 +35,9 @@ class Reason(StrEnum):
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     POD_CREATION_FAILED = "PodCreationFailed"
     APPLY_FAILED = "ApplyFailed"
+    # RedisReachable
+    REDIS_ANSWERED = "RedisAnswered"
+    REDIS_UNREACHABLE = "RedisUnreachable"
     INVALID_SPEC = "InvalidSpec"
 
 

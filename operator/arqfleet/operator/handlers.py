@@ -23,6 +23,7 @@ from arqfleet.operator import constants as c
 from arqfleet.operator import metrics
 from arqfleet.operator.kube import KubeClient, is_gone
 from arqfleet.operator.reconcile import ApplyRejected, JobQueueSnapshot, Reconciler, SpecError
+from arqfleet.operator.redis_pools import RedisPools
 from arqfleet.operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure_kopf(settings, ours)
     memo.settings = ours
     memo.kube = await KubeClient.connect(ours.kubeconfig)
+    memo.redis = RedisPools(max_age_seconds=ours.redis_check_seconds)
     memo.reconciler = Reconciler(
-        memo.kube, emit_event, discovery_cache_seconds=ours.discovery_cache_seconds
+        memo.kube,
+        emit_event,
+        discovery_cache_seconds=ours.discovery_cache_seconds,
+        redis=memo.redis,
     )
     if ours.metrics_port:
         start_http_server(ours.metrics_port, registry=metrics.REGISTRY)
@@ -81,6 +86,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     kube = getattr(memo, "kube", None)
     if kube is not None:
         await kube.close()
+    redis = getattr(memo, "redis", None)
+    if redis is not None:
+        await redis.close()
 
 
 @kopf.on.probe(id="kubernetes")
@@ -88,6 +96,17 @@ async def kubernetes_reachable(memo: kopf.Memo, **_: Any) -> str:
     """Liveness: the API server answers our own client (kopf checks its watchers itself)."""
     version: str = await memo.kube.version()
     return version
+
+
+@kopf.on.probe(id="redis")
+async def redis_pools(memo: kopf.Memo, **_: Any) -> dict[str, int]:
+    """Liveness detail: each Redis the operator holds a pool for, pinged now and counted.
+
+    Reported, never failed on: an unreachable user Redis is a condition on its JobQueue, and
+    restarting the operator would not bring it back (it would only pause every other queue).
+    The probe still fails, as any kopf probe does, if the pools cannot be pinged at all."""
+    pools: RedisPools = memo.redis
+    return await pools.health()
 
 
 @kopf.index(c.GROUP, c.VERSION, c.PLURAL)

@@ -3,7 +3,7 @@ only namespace/name of JobQueues, causes and condition reasons."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -19,6 +19,12 @@ RECONCILE_ERRORS = Counter(
     "arqfleet_reconcile_errors",
     "Reconciles that failed, by error type.",
     ["error"],
+    registry=REGISTRY,
+)
+REDIS_REACHABLE = Gauge(
+    "arqfleet_redis_reachable",
+    "1 if the JobQueue's Redis answered the operator's last PING, else 0.",
+    ["namespace", "jobqueue"],
     registry=REGISTRY,
 )
 DRIFT_REPAIRS = Counter(

@@ -36,6 +36,7 @@ from arqfleet.operator.kube import (
     retry_conflicts,
 )
 from arqfleet.operator.models import JobQueueSpec
+from arqfleet.operator.redis_pools import RedisPools
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,8 @@ class Reconciler:
     # generation means someone else changed its spec (drift), an equal one is just status.
     applied_generation: dict[tuple[str, str], int] = field(default_factory=dict)
     secret_problems: dict[tuple[str, str], Condition] = field(default_factory=dict)
+    redis: RedisPools | None = None
+    _redis_urls: dict[tuple[str, str], str] = field(default_factory=dict)
     discovery_cache_seconds: float = 60
     _podmonitor_api: tuple[bool, float] | None = None  # (served?, monotonic time of the answer)
     # kopf runs JobQueue and Deployment handlers concurrently; one JobQueue's reconciles (and,
@@ -230,6 +233,7 @@ class Reconciler:
     def forget(self, key: tuple[str, str]) -> None:
         self.applied_generation.pop(key, None)
         self.secret_problems.pop(key, None)
+        self._redis_urls.pop(key, None)
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -240,11 +244,20 @@ class Reconciler:
             raise SpecError(str(error)) from error
 
     async def _check_secret(self, jq: JobQueueSnapshot, spec: JobQueueSpec) -> Condition | None:
+        """Resolve the Redis URL (inline, or from the Secret) and say what is wrong if it
+        cannot be. The URL is kept in memory only, for the Redis check."""
         ref = spec.redis.url_secret_ref
         problem = None
-        if ref is not None:
+        if ref is None:
+            self._redis_urls[jq.key] = spec.redis.url or ""
+        else:
             secret = await self.kube.get(SECRETS, jq.namespace, ref.name)
             problem = st.secret_problem(secret, ref.name, ref.key)
+            url = st.secret_value(secret, ref.key) if problem is None else None
+            if url:
+                self._redis_urls[jq.key] = url
+            else:
+                self._redis_urls.pop(jq.key, None)
         previous = self.secret_problems.get(jq.key)
         if problem is None:
             self.secret_problems.pop(jq.key, None)
@@ -347,7 +360,8 @@ class Reconciler:
             selector = ",".join(f"{k}={v}" for k, v in workload.selector_labels(jq.ref).items())
             pods = await self.kube.list(PODS, jq.namespace, selector)
             pod_problem = st.pod_problem(pods, spec.worker.settings)
-        observation = st.Observation(deployment, secret_problem, pod_problem)
+        redis = await self._check_redis(jq)
+        observation = st.Observation(deployment, secret_problem, pod_problem, redis)
         patch = st.status_patch(jq.status, observation, generation=jq.generation, now=self.clock())
         condition = st.ready_condition(observation)
         if patch is not None:
@@ -356,6 +370,31 @@ class Reconciler:
                     JOBQUEUES, jq.namespace, jq.name, {"status": patch}, subresource="status"
                 )
             )
+        return condition
+
+    async def _check_redis(self, jq: JobQueueSnapshot) -> Condition | None:
+        """RedisReachable, from a cached PING of the JobQueue's Redis (None: not known)."""
+        url = self._redis_urls.get(jq.key)
+        if self.redis is None or not url:
+            return None
+        result = await self.redis.check(url)
+        condition = Condition(
+            ConditionType.REDIS_REACHABLE,
+            result.reachable,
+            Reason.REDIS_ANSWERED if result.reachable else Reason.REDIS_UNREACHABLE,
+            result.message,
+        )
+        previous = st.condition_status(jq.status, ConditionType.REDIS_REACHABLE)
+        if previous is not None and previous != condition.status_text:
+            self.emit(
+                jq.event_target(),
+                "Normal" if result.reachable else "Warning",
+                condition.reason.value,
+                condition.message,
+            )
+        elif previous is None and not result.reachable:
+            self.emit(jq.event_target(), "Warning", condition.reason.value, condition.message)
+        metrics.REDIS_REACHABLE.labels(jq.namespace, jq.name).set(int(result.reachable))
         return condition
 
     async def _report_rejected(self, jq: JobQueueSnapshot, error: ApiException) -> None:

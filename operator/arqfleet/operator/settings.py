@@ -54,6 +54,9 @@ class OperatorSettings(BaseSettings):
     discovery_cache_seconds: float = Field(default=60, ge=0)
     """How long an API-discovery answer (is the PodMonitor CRD installed?) is reused."""
 
+    redis_check_seconds: float = Field(default=10, ge=0)
+    """How long a JobQueue's Redis reachability (a PING) is reused before asking again."""
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:

@@ -6,6 +6,7 @@ the worker pods); this module only interprets those observations. No I/O, no clo
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ class Observation:
     deployment: Mapping[str, Any] | None
     secret_problem: Condition | None = None
     pod_problem: Condition | None = None
+    redis: Condition | None = None  # RedisReachable, when the operator could check
 
 
 def ready(status: bool | None, reason: Reason, message: str) -> Condition:
@@ -120,10 +122,31 @@ def desired_status(
     status["observedGeneration"] = generation
     status["replicas"] = int(deployment_status.get("replicas") or 0)
     status["readyReplicas"] = int(deployment_status.get("readyReplicas") or 0)
-    status["conditions"] = merge_condition(
+    conditions = merge_condition(
         status.get("conditions"), ready_condition(observation), now=now, generation=generation
     )
+    if observation.redis is not None:
+        conditions = merge_condition(conditions, observation.redis, now=now, generation=generation)
+    status["conditions"] = conditions
     return status
+
+
+def condition_status(status: Mapping[str, Any] | None, kind: ConditionType) -> str | None:
+    for condition in (status or {}).get("conditions") or ():
+        if condition.get("type") == kind.value:
+            return str(condition.get("status"))
+    return None
+
+
+def secret_value(secret: Mapping[str, Any] | None, key: str) -> str | None:
+    """A Secret's value, decoded (data is base64; stringData only before the server merges)."""
+    if secret is None:
+        return None
+    encoded = (secret.get("data") or {}).get(key)
+    if encoded is not None:
+        return base64.b64decode(encoded).decode()
+    plain = (secret.get("stringData") or {}).get(key)
+    return str(plain) if plain is not None else None
 
 
 def status_patch(

@@ -26,6 +26,7 @@ from tests.support.operator_checks import (
     ready_condition,
 )
 from tests.support.operator_process import OperatorProcess
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
@@ -378,3 +379,52 @@ async def test_workload_the_api_server_rejects_is_reported_not_retried_forever(
     # Fixing the spec heals it.
     await merge_patch_jobqueue(kube, namespace, "q", {"spec": {"worker": {"affinity": None}}})
     await deployment_of(kube, namespace)
+
+
+async def test_redis_reachability_is_a_condition_with_events(
+    kube: ApiClient, namespace: str, redis_server: RedisServer
+) -> None:
+    spec = {**secret_spec(), "redis": {"url": redis_server.url}}
+    await create_jobqueue(kube, namespace, "q", spec)
+
+    async def reachable(status: str) -> dict[str, Any] | None:
+        condition = await ready_condition(kube, namespace, "q", "RedisReachable")
+        return condition if condition and condition["status"] == status else None
+
+    up = await async_wait_for(lambda: reachable("True"), timeout=30, what="RedisReachable=True")
+    assert up["reason"] == "RedisAnswered"
+    assert f"127.0.0.1:{redis_server.port}" in up["message"]
+
+    redis_server.stop()
+    await merge_patch_jobqueue(kube, namespace, "q", {"spec": {"worker": {"maxJobs": 5}}})
+    down = await async_wait_for(lambda: reachable("False"), timeout=30, what="RedisReachable=False")
+    assert down["reason"] == "RedisUnreachable"
+    assert await async_wait_for(
+        lambda: _with(event_reasons(kube, namespace, "q"), ("Warning", "RedisUnreachable")),
+        timeout=30,
+        what="Warning event",
+    )
+
+    redis_server.start()
+    await merge_patch_jobqueue(kube, namespace, "q", {"spec": {"worker": {"maxJobs": 6}}})
+    await async_wait_for(lambda: reachable("True"), timeout=30, what="RedisReachable=True again")
+    assert await async_wait_for(
+        lambda: _with(event_reasons(kube, namespace, "q"), ("Normal", "RedisAnswered")),
+        timeout=30,
+        what="Normal event",
+    )
+
+
+async def test_redis_password_from_a_secret_never_shows(kube: ApiClient, namespace: str) -> None:
+    await create_secret(kube, namespace)  # redis://:pw@redis:6379/0, a host that does not exist
+    await create_jobqueue(kube, namespace, "q", secret_spec())
+    condition = await async_wait_for(
+        lambda: ready_condition(kube, namespace, "q", "RedisReachable"),
+        timeout=30,
+        what="RedisReachable",
+    )
+    assert condition["status"] == "False"
+    assert "redis:6379/0" in condition["message"]
+    assert "pw" not in condition["message"]
+    jq = await get_path(kube, f"/apis/arqfleet.io/v1alpha1/namespaces/{namespace}/jobqueues/q")
+    assert ":pw@" not in str(jq)

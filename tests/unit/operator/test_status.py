@@ -133,3 +133,23 @@ def test_patch_only_on_change_and_transition_time_kept() -> None:
     assert patch is not None
     assert patch["conditions"][0]["lastTransitionTime"] == "2026-11-22T12:05:00Z"
     assert patch["observedGeneration"] == 2
+
+
+def test_redis_condition_is_merged_beside_ready() -> None:
+    from arqfleet.operator.conditions import Condition, ConditionType
+
+    redis_down = Condition(ConditionType.REDIS_REACHABLE, False, Reason.REDIS_UNREACHABLE, "x")
+    patch = st.status_patch(
+        None, st.Observation(deployment(0), redis=redis_down), generation=1, now=NOW
+    )
+    assert patch is not None
+    assert [c["type"] for c in patch["conditions"]] == ["Ready", "RedisReachable"]
+    assert st.condition_status(patch, ConditionType.REDIS_REACHABLE) == "False"
+    # A report that could not check Redis keeps the last known RedisReachable.
+    assert st.status_patch(patch, st.Observation(deployment(0)), generation=1, now=NOW) is None
+
+
+def test_secret_value_decodes_data() -> None:
+    assert st.secret_value({"data": {"url": "cmVkaXM6Ly9y"}}, "url") == "redis://r"
+    assert st.secret_value({"stringData": {"url": "redis://s"}}, "url") == "redis://s"
+    assert st.secret_value(None, "url") is None
