@@ -18,7 +18,7 @@ from arqfleet.worker.constants import heartbeats_key
 from tests.support.nodeagent_process import NodeAgentProcess, host_ports
 from tests.support.operator_checks import create_jobqueue, get_jobqueue, get_path, ready_condition
 from tests.support.operator_process import OperatorProcess
-from tests.support.waiting import async_wait_for
+from tests.support.waiting import async_wait_for, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -245,11 +245,16 @@ async def test_deleting_the_jobqueue_drains_the_worker_before_the_pod_goes(
         await pool.aclose()
         await client.aclose()
 
-    log = node_agent.log()
+    # The agent logs the removal after its DELETE returns, which may be after we saw it.
+    removed = f"{namespace}/{pod_name}: terminated and removed"
+    log = wait_for(
+        lambda: node_agent.log() if removed in node_agent.log() else None,
+        timeout=10,
+        what="the agent's removal log line",
+    )
     assert f"{namespace}/{pod_name}: SIGTERM to worker" in log
     assert f"{namespace}/{pod_name}: container worker exited with 0" in log, log
     assert "SIGKILL" not in log
-    assert f"{namespace}/{pod_name}: terminated and removed" in log
     # Drained, not waited out: gone well before the grace period would have ended.
     assert elapsed < drain + 15, elapsed
     # arq's own account of the drain: SIGTERM arrived with the job still running.

@@ -197,3 +197,13 @@ async def worker_pod_changed(
     reconciler: Reconciler = memo.reconciler
     async with unless_gone(f"pod {namespace}/{name}"):
         await reconciler.pod_event(dict(body), owning_jobqueue(kwargs, namespace, labels))
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
+async def jobqueue_event(
+    type: str, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """Forget a deleted JobQueue's in-memory state (an event handler adds no finalizer)."""
+    if type == "DELETED" and namespace is not None:
+        reconciler: Reconciler = memo.reconciler
+        reconciler.forget((namespace, name))

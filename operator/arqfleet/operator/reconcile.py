@@ -111,6 +111,11 @@ def scaler_owns_replicas(deployment: Mapping[str, Any]) -> bool:
     return False
 
 
+# Status writes by the controller manager can move a new Deployment's resourceVersion several
+# times within a second; each costs one GET here.
+HAND_OFF_ATTEMPTS = 10
+
+
 def scale_body(ref: workload.JobQueueRef, replicas: int) -> dict[str, Any]:
     """A server-side apply of the scale subresource: the scaler's one field."""
     return {
@@ -132,6 +137,7 @@ class Reconciler:
     secret_problems: dict[tuple[str, str], Condition] = field(default_factory=dict)
     redis: RedisPools | None = None
     _redis_urls: dict[tuple[str, str], str] = field(default_factory=dict)
+    _redis_reported: dict[tuple[str, str], str] = field(default_factory=dict)
     discovery_cache_seconds: float = 60
     _podmonitor_api: tuple[bool, float] | None = None  # (served?, monotonic time of the answer)
     # kopf runs JobQueue and Deployment handlers concurrently; one JobQueue's reconciles (and,
@@ -234,6 +240,7 @@ class Reconciler:
         self.applied_generation.pop(key, None)
         self.secret_problems.pop(key, None)
         self._redis_urls.pop(key, None)
+        self._redis_reported.pop(key, None)
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -277,7 +284,7 @@ class Reconciler:
             applied = await self.kube.apply(
                 DEPLOYMENTS, workload.deployment(ref, spec, replicas=replicas)
             )
-            await self._hand_replicas_to_scaler(jq, replicas)
+            await self._hand_replicas_to_scaler(jq, applied)
             # Only the first reconcile of a new JobQueue creates; any other cause found it
             # gone (deleted by hand, or while the operator was down).
             reason = "Created" if cause == "create" else "Recreated"
@@ -293,7 +300,7 @@ class Reconciler:
                 DEPLOYMENTS, workload.deployment(ref, spec, replicas=keep)
             )
             if keep is not None:
-                await self._hand_replicas_to_scaler(jq, keep)
+                await self._hand_replicas_to_scaler(jq, applied)
             if applied["metadata"].get("generation") != live["metadata"].get("generation"):
                 self._emit_change(jq, cause, ref.worker_name)
         # The generation our own apply produced, from its response: a re-read could already
@@ -301,15 +308,35 @@ class Reconciler:
         self.applied_generation[jq.key] = int(applied["metadata"].get("generation", 0))
         return applied
 
-    async def _hand_replicas_to_scaler(self, jq: JobQueueSnapshot, replicas: int) -> None:
+    async def _hand_replicas_to_scaler(
+        self, jq: JobQueueSnapshot, applied: Mapping[str, Any]
+    ) -> None:
         """Co-own spec.replicas as the scaler, with the value just applied: from now on the
-        workload applies can leave replicas out without the field being reset."""
-        await self.kube.apply(
-            DEPLOYMENTS,
-            scale_body(jq.ref, replicas),
-            manager=c.SCALER_FIELD_MANAGER,
-            subresource="scale",
-        )
+        workload applies can leave replicas out without the field being reset.
+
+        The apply carries a resourceVersion as a precondition. The controller manager writes
+        the new Deployment's status a few times in its first second, which only means "read
+        again"; but if the replica count itself changed (kubectl scale, the scaling loop), that
+        count wins and is not overwritten with ours."""
+        replicas = int(applied["spec"].get("replicas", 0))
+        current: Mapping[str, Any] | None = applied
+        for _ in range(HAND_OFF_ATTEMPTS):
+            if current is None or scaler_owns_replicas(current):
+                return
+            if int(current["spec"].get("replicas", 0)) != replicas:
+                return  # someone else set it, and so owns it now
+            body = scale_body(jq.ref, replicas)
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            try:
+                await self.kube.apply(
+                    DEPLOYMENTS, body, manager=c.SCALER_FIELD_MANAGER, subresource="scale"
+                )
+                return
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+            current = await self.kube.get(DEPLOYMENTS, jq.namespace, jq.ref.worker_name)
+        raise ApiException(status=409, reason="the Deployment kept changing during the hand-off")
 
     def _emit_change(self, jq: JobQueueSnapshot, cause: str, name: str) -> None:
         if cause == "repair":
@@ -384,7 +411,12 @@ class Reconciler:
             Reason.REDIS_ANSWERED if result.reachable else Reason.REDIS_UNREACHABLE,
             result.message,
         )
-        previous = st.condition_status(jq.status, ConditionType.REDIS_REACHABLE)
+        # What we last reported, from memory: the JobQueue snapshot a Deployment event brings
+        # can predate our own last status write, and would hide (or repeat) a transition.
+        previous = self._redis_reported.get(jq.key) or st.condition_status(
+            jq.status, ConditionType.REDIS_REACHABLE
+        )
+        self._redis_reported[jq.key] = condition.status_text
         if previous is not None and previous != condition.status_text:
             self.emit(
                 jq.event_target(),
