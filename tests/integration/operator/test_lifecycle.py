@@ -42,12 +42,21 @@ def plain_spec(**worker: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
+def operator_env() -> dict[str, str]:
+    """Extra environment for `namespaced_operator` (a test may override this fixture)."""
+    return {}
+
+
+@pytest.fixture
 def namespaced_operator(
-    kube_crds: ControlPlane, namespace: str, request: pytest.FixtureRequest
+    kube_crds: ControlPlane,
+    namespace: str,
+    request: pytest.FixtureRequest,
+    operator_env: dict[str, str],
 ) -> Iterator[OperatorProcess]:
     user = f"arqfleet-op-{request.node.name[:40].replace('_', '-').lower()}"
     kubeconfig = bind_operator_rbac(kube_crds, [namespace], user=user)
-    process = OperatorProcess(kube_crds, kubeconfig, namespaces=[namespace])
+    process = OperatorProcess(kube_crds, kubeconfig, namespaces=[namespace], env=operator_env)
     process.start()
     yield process
     assert process.stop() == 0, process.log()
@@ -98,12 +107,20 @@ async def test_restart_changes_nothing_that_was_right(
     assert after_jq["status"] == before_jq["status"]
 
 
+@pytest.mark.parametrize(
+    "operator_env",
+    # The operator's own defaults: discovery and Redis answers are cached, as in production.
+    [{"ARQFLEET_DISCOVERY_CACHE_SECONDS": "60", "ARQFLEET_REDIS_CHECK_SECONDS": "10"}],
+    ids=["default-caching"],
+)
 async def test_fifty_jobqueues_are_reconciled(
-    kube: ApiClient, namespace: str, namespaced_operator: OperatorProcess
+    kube: ApiClient, namespace: str, namespaced_operator: OperatorProcess, redis_url: str
 ) -> None:
     names = [f"q{i:02d}" for i in range(50)]
     for name in names:
-        await create_jobqueue(kube, namespace, name, plain_spec())
+        spec = plain_spec()
+        spec["redis"] = {"url": redis_url}  # a real Redis, as the fleet would have
+        await create_jobqueue(kube, namespace, name, spec)
 
     async def all_ready() -> bool:
         listed = await AppsV1Api(kube).list_namespaced_deployment(namespace)
