@@ -399,7 +399,7 @@ class ControlPlane:
         }
 
 
-def _running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
     """Alive and not a zombie: where PID 1 does not reap orphans, a stopped process of an
     earlier `hack/cluster up` stays in the table as a zombie, which signal 0 still finds."""
     try:
@@ -417,7 +417,7 @@ def stop_pids(pids: dict[str, int], timeout: float = 5) -> None:
     deadline = time.monotonic() + timeout
     for pid in pids.values():
         while time.monotonic() < deadline:
-            if not _running(pid):
+            if not is_running(pid):
                 break
             time.sleep(0.1)
         else:

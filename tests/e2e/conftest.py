@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from localcluster import ControlPlane
+from localcluster import ControlPlane, is_running
 from tests.support.jobqueues import jobqueue, minimal_spec
 from tests.support.kube import kubectl
-from tests.support.nodeagent_process import NodeAgentProcess, running
+from tests.support.nodeagent_process import NodeAgentProcess
 from tests.support.operator_process import OperatorProcess, bind_operator_rbac
 from tests.support.waiting import wait_for
 
@@ -33,7 +33,7 @@ def node_agent(
     assert agent.stop() == 0, agent.log()
     assert "node agent stopped" in agent.log()
     assert agent.started_pids(), agent.log()  # every test here runs at least one worker
-    assert [pid for pid in agent.started_pids() if running(pid)] == []
+    assert [pid for pid in agent.started_pids() if is_running(pid)] == []
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localcluster import ControlPlane
+from localcluster import ControlPlane, stop_process
 from tests.support.kube import REPO_ROOT, kubectl
 from tests.support.waiting import wait_for
 
@@ -86,16 +85,9 @@ class NodeAgentProcess:
         """SIGTERM, as a person's Ctrl-C or a service manager would; returns the exit code."""
         if self.popen is None:
             return 0
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        code = self.popen.returncode
+        code = stop_process(self.popen, timeout)
         self.popen = None
-        return int(code)
+        return code
 
 
 def host_ports(pod: dict[str, object]) -> dict[str, int]:
@@ -103,12 +95,3 @@ def host_ports(pod: dict[str, object]) -> dict[str, int]:
     annotations = (pod.get("metadata") or {}).get("annotations") or {}  # type: ignore[attr-defined]
     raw = annotations.get(PORTS_ANNOTATION)
     return {str(k): int(v) for k, v in json.loads(raw).items()} if raw else {}
-
-
-def running(pid: int) -> bool:
-    """Is `pid` a live process (not gone, not a zombie)?"""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

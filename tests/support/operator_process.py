@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from arqfleet.operator import rbac
-from localcluster import ControlPlane, stop_process
+from localcluster import ControlPlane, free_port, stop_process
 from tests.support.kube import kubectl
-from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 OPERATOR_USER = "arqfleet-operator"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support.ports import free_port
+from localcluster import free_port
 from tests.support.waiting import wait_for
 
 
