@@ -25,6 +25,7 @@ from arqfleet.operator.kube import KubeClient, is_gone
 from arqfleet.operator.reconcile import ApplyRejected, JobQueueSnapshot, Reconciler, SpecError
 from arqfleet.operator.redis_pools import RedisPools
 from arqfleet.operator.settings import OperatorSettings
+from arqfleet.operator.state import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.settings = ours
     memo.kube = await KubeClient.connect(ours.kubeconfig)
     memo.redis = RedisPools(max_age_seconds=ours.redis_check_seconds)
+    memo.fleet = Fleet()
     memo.reconciler = Reconciler(
         memo.kube,
         emit_event,
+        memo.fleet,
         discovery_cache_seconds=ours.discovery_cache_seconds,
         redis=memo.redis,
     )
@@ -139,7 +142,7 @@ async def reconcile_jobqueue(body: kopf.Body, reason: str, memo: kopf.Memo, **_:
         if is_gone(error):
             return  # the namespace is being deleted
         raise
-    if reconciler.secret_problems.get(jq.key) is not None:
+    if reconciler.fleet[jq.key].secret_problem is not None:
         # Nothing watches Secrets, so look again later; the condition already says why.
         raise kopf.TemporaryError(ready.message, delay=memo.settings.secret_recheck_seconds)
 
@@ -187,6 +190,7 @@ async def deployment_changed(
 
 @kopf.on.event("", "v1", "pods", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
 async def worker_pod_changed(
+    type: str,
     body: kopf.Body,
     name: str,
     namespace: str | None,
@@ -196,7 +200,8 @@ async def worker_pod_changed(
 ) -> None:
     reconciler: Reconciler = memo.reconciler
     async with unless_gone(f"pod {namespace}/{name}"):
-        await reconciler.pod_event(dict(body), owning_jobqueue(kwargs, namespace, labels))
+        jq = owning_jobqueue(kwargs, namespace, labels)
+        await reconciler.pod_event(dict(body), jq, deleted=type == "DELETED")
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)

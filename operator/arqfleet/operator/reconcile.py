@@ -1,9 +1,14 @@
 """Reconcile one JobQueue: make its worker Deployment (and PDB, PodMonitor) match the spec,
-then report what is true in its status.
+then report the Ready condition in its status.
+
+One shape, three steps: observe (every read this reconcile needs, concurrently), plan (pure:
+`workload.plan` decides what to write, `status` what to report), act (the writes, then the
+status through server-side apply as field manager `arqfleet`). Replicas and the queue's part of
+the status belong to the scaling loop (field manager `arqfleet-scaler`); this module never
+writes them, and a Deployment change that only moves replicas is not drift.
 
 Called by the kopf handlers on create/update/resume and when a Deployment we own drifts or
-disappears. Decisions about *what* to render or report live in `workload` and `status`; this
-module only sequences the I/O, so every API call it makes goes through `kube.KubeClient`.
+disappears. Every API call goes through `kube.KubeClient`.
 """
 
 from __future__ import annotations
@@ -12,9 +17,8 @@ import asyncio
 import json
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +28,7 @@ from pydantic import ValidationError
 from arqfleet.operator import constants as c
 from arqfleet.operator import metrics, workload
 from arqfleet.operator import status as st
-from arqfleet.operator.conditions import Condition, ConditionType, Reason, merge_condition
+from arqfleet.operator.conditions import Condition, ConditionType, Reason
 from arqfleet.operator.kube import (
     DEPLOYMENTS,
     JOBQUEUES,
@@ -37,6 +41,7 @@ from arqfleet.operator.kube import (
 )
 from arqfleet.operator.models import JobQueueSpec
 from arqfleet.operator.redis_pools import RedisPools
+from arqfleet.operator.state import Fleet, QueueState, template_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +104,13 @@ class ApplyRejected(Exception):
     which the JobQueue schema passes through): retrying cannot help until the spec changes."""
 
 
+def parse_spec(jq: JobQueueSnapshot) -> JobQueueSpec:
+    try:
+        return JobQueueSpec.model_validate(jq.spec)
+    except ValidationError as error:
+        raise SpecError(str(error)) from error
+
+
 def scaler_owns_replicas(deployment: Mapping[str, Any]) -> bool:
     """Has the scaling field manager claimed spec.replicas? Until it has, every apply must
     keep listing replicas, or server-side apply would drop the field back to 1."""
@@ -126,50 +138,71 @@ def scale_body(ref: workload.JobQueueRef, replicas: int) -> dict[str, Any]:
     }
 
 
+def status_body(jq: JobQueueSnapshot, status: Mapping[str, Any]) -> dict[str, Any]:
+    """A server-side apply of the JobQueue's /status listing exactly one writer's fields."""
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": "JobQueue",
+        "metadata": {"name": jq.name, "namespace": jq.namespace},
+        "status": dict(status),
+    }
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything one reconcile reads before it decides anything."""
+
+    deployment: Mapping[str, Any] | None
+    secret: Mapping[str, Any] | None
+    pdb_exists: bool
+    podmonitors_served: bool
+
+
 @dataclass
 class Reconciler:
     kube: KubeClient
     emit: EventSink
+    fleet: Fleet
     clock: Clock = utcnow
-    # Deployment generation right after our last apply: a Deployment event with a newer
-    # generation means someone else changed its spec (drift), an equal one is just status.
-    applied_generation: dict[tuple[str, str], int] = field(default_factory=dict)
-    secret_problems: dict[tuple[str, str], Condition] = field(default_factory=dict)
     redis: RedisPools | None = None
-    _redis_urls: dict[tuple[str, str], str] = field(default_factory=dict)
-    _redis_reported: dict[tuple[str, str], str] = field(default_factory=dict)
     discovery_cache_seconds: float = 60
     _podmonitor_api: tuple[bool, float] | None = None  # (served?, monotonic time of the answer)
-    # kopf runs JobQueue and Deployment handlers concurrently; one JobQueue's reconciles (and,
-    # later, its scaling writes) take turns, or a stale read could undo a fresh write.
-    _locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
-        default_factory=lambda: defaultdict(asyncio.Lock)
-    )
-
-    def lock(self, key: tuple[str, str]) -> asyncio.Lock:
-        return self._locks[key]
 
     # -- entry points -----------------------------------------------------------------------
 
     async def reconcile(self, jq: JobQueueSnapshot, *, cause: str) -> Condition:
         """Apply the workload and report status. Returns the Ready condition it reported."""
-        async with self.lock(jq.key):
-            return await self._reconcile(jq, cause=cause)
+        state = self.fleet[jq.key]
+        # kopf runs JobQueue, Deployment and pod handlers concurrently, and the scaling loop
+        # writes too: one JobQueue's writers take turns, or a stale read could undo a write.
+        async with state.lock:
+            return await self._reconcile(jq, state, cause=cause)
 
-    async def _reconcile(self, jq: JobQueueSnapshot, *, cause: str) -> Condition:
+    async def _reconcile(self, jq: JobQueueSnapshot, state: QueueState, *, cause: str) -> Condition:
         started = time.monotonic()
         try:
-            spec = self._parse(jq)
-            secret_problem = await self._check_secret(jq, spec)
+            spec = parse_spec(jq)
+            observed = await self._observe(jq, spec)
+            self._resolve_redis(jq, state, spec, observed.secret)
+            plan = workload.plan(
+                jq.ref,
+                spec,
+                live=observed.deployment,
+                scaler_owns_replicas=(
+                    observed.deployment is not None and scaler_owns_replicas(observed.deployment)
+                ),
+                last_desired=jq.status.get("desiredReplicas"),
+                pdb_exists=observed.pdb_exists,
+                podmonitors_served=observed.podmonitors_served,
+            )
             try:
-                deployment = await self._apply_deployment(jq, spec, cause=cause)
-                await self._apply_optional(jq, spec)
+                deployment = await self._act(jq, state, plan, cause=cause)
             except ApiException as error:
                 if not _is_rejection(error):
                     raise
-                await self._report_rejected(jq, error)
+                await self._report_rejected(jq, state, error)
                 raise ApplyRejected(_api_message(error)) from error
-            condition = await self.report(jq, deployment, secret_problem=secret_problem, spec=spec)
+            condition = await self._report(jq, state, deployment, spec)
         except Exception as error:
             metrics.RECONCILE_ERRORS.labels(type(error).__name__).inc()
             raise
@@ -191,121 +224,142 @@ class Reconciler:
         """A Deployment we own changed: repair drift, or just report its new status."""
         if jq is None or jq.deleting:
             return  # the JobQueue is gone or going: the garbage collector finishes the job
-        async with self.lock(jq.key):
-            await self._deployment_event(event_type, deployment, jq)
-
-    async def _deployment_event(
-        self, event_type: str | None, deployment: Mapping[str, Any], jq: JobQueueSnapshot
-    ) -> None:
-        if event_type == "DELETED":
-            live = await self.kube.get(DEPLOYMENTS, jq.namespace, jq.ref.worker_name)
-            fresh = await self.kube.get(JOBQUEUES, jq.namespace, jq.name)
-            if live is not None or fresh is None:
-                return  # already recreated, or the JobQueue is gone
-            if (fresh.get("metadata") or {}).get("deletionTimestamp"):
+        state = self.fleet[jq.key]
+        async with state.lock:
+            if event_type == "DELETED":
+                state.saw_deployment(None)
+                await self._deployment_deleted(jq, state)
                 return
-            metrics.DRIFT_REPAIRS.labels("deleted").inc()
-            await self._reconcile(JobQueueSnapshot.from_body(fresh), cause="recreate")
-            return
-        generation = (deployment.get("metadata") or {}).get("generation")
-        applied = self.applied_generation.get(jq.key)
-        # Newer than what we applied: someone else changed the spec. Older or equal: an event
-        # about our own write (or a stale one) that needs no repair.
-        if generation is not None and (applied is None or generation > applied):
-            await self._reconcile(jq, cause="repair")
-            return
-        spec = self._parse(jq)
-        secret_problem = self.secret_problems.get(jq.key)
-        if secret_problem is not None:  # recheck: the user may have created it since
-            secret_problem = await self._check_secret(jq, spec)
-        await self.report(jq, deployment, secret_problem=secret_problem, spec=spec)
+            state.saw_deployment(deployment)
+            # A fingerprint other than our last apply's: someone else changed the spec. Only
+            # the replicas differing is the scaling loop's business, not drift.
+            if template_fingerprint(deployment) != state.applied_fingerprint:
+                await self._reconcile(jq, state, cause="repair")
+                return
+            spec = parse_spec(jq)
+            if state.secret_problem is not None:  # recheck: the user may have created it since
+                secret = await self._read_secret(jq, spec)
+                self._resolve_redis(jq, state, spec, secret)
+            await self._report(jq, state, deployment, spec)
 
-    async def pod_event(self, pod: Mapping[str, Any], jq: JobQueueSnapshot | None) -> None:
-        """A worker pod changed. Only a failure that says something about the spec (the
-        settings import, a crash loop, a missing Secret key) is worth a status update: a
-        crash-looping pod changes neither its Deployment nor its JobQueue, so nothing else
-        would ever report it."""
+    async def _deployment_deleted(self, jq: JobQueueSnapshot, state: QueueState) -> None:
+        live, fresh = await asyncio.gather(
+            self.kube.get(DEPLOYMENTS, jq.namespace, jq.ref.worker_name),
+            self.kube.get(JOBQUEUES, jq.namespace, jq.name),
+        )
+        if live is not None or fresh is None:
+            return  # already recreated, or the JobQueue is gone
+        if (fresh.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        metrics.DRIFT_REPAIRS.labels("deleted").inc()
+        await self._reconcile(JobQueueSnapshot.from_body(fresh), state, cause="recreate")
+
+    async def pod_event(
+        self, pod: Mapping[str, Any], jq: JobQueueSnapshot | None, *, deleted: bool = False
+    ) -> None:
+        """A worker pod changed. Remember it (the scaler ranks pods from this), and report a
+        failure that says something about the spec (the settings import, a crash loop, a
+        missing Secret key): a crash-looping pod changes neither its Deployment nor its
+        JobQueue, so nothing else would ever report it."""
         if jq is None or jq.deleting:
             return
-        spec = self._parse(jq)
-        if st.pod_problem([pod], spec.worker.settings) is None:
+        state = self.fleet[jq.key]
+        state.saw_pod(pod, deleted=deleted)
+        spec = parse_spec(jq)
+        if deleted or st.pod_problem([pod], spec.worker.settings) is None:
             return
-        async with self.lock(jq.key):
+        async with state.lock:
             deployment = await self.kube.get(DEPLOYMENTS, jq.namespace, jq.ref.worker_name)
-            await self.report(
-                jq, deployment, secret_problem=self.secret_problems.get(jq.key), spec=spec
-            )
+            await self._report(jq, state, deployment, spec)
 
     def forget(self, key: tuple[str, str]) -> None:
-        self.applied_generation.pop(key, None)
-        self.secret_problems.pop(key, None)
-        self._redis_urls.pop(key, None)
-        self._redis_reported.pop(key, None)
+        self.fleet.forget(key)
 
-    # -- steps --------------------------------------------------------------------------------
+    # -- observe ------------------------------------------------------------------------------
 
-    def _parse(self, jq: JobQueueSnapshot) -> JobQueueSpec:
-        try:
-            return JobQueueSpec.model_validate(jq.spec)
-        except ValidationError as error:
-            raise SpecError(str(error)) from error
+    async def _observe(self, jq: JobQueueSnapshot, spec: JobQueueSpec) -> Observed:
+        name = jq.ref.worker_name
+        deployment, secret, pdb, served = await asyncio.gather(
+            self.kube.get(DEPLOYMENTS, jq.namespace, name),
+            self._read_secret(jq, spec),
+            # Only to know whether a budget the spec no longer wants must be deleted.
+            self.kube.get(PDBS, jq.namespace, name)
+            if spec.worker.disruption_budget is None
+            else _none(),
+            self._podmonitors_served() if spec.monitoring.pod_monitor else _false(),
+        )
+        return Observed(deployment, secret, pdb is not None, served)
 
-    async def _check_secret(self, jq: JobQueueSnapshot, spec: JobQueueSpec) -> Condition | None:
-        """Resolve the Redis URL (inline, or from the Secret) and say what is wrong if it
-        cannot be. The URL is kept in memory only, for the Redis check."""
+    async def _read_secret(
+        self, jq: JobQueueSnapshot, spec: JobQueueSpec
+    ) -> Mapping[str, Any] | None:
+        ref = spec.redis.url_secret_ref
+        if ref is None:
+            return None
+        return await self.kube.get(SECRETS, jq.namespace, ref.name)
+
+    async def _podmonitors_served(self) -> bool:
+        """Is the Prometheus Operator's PodMonitor CRD installed? Absent is normal."""
+        now = time.monotonic()
+        cached = self._podmonitor_api
+        if cached is not None and now - cached[1] < self.discovery_cache_seconds:
+            return cached[0]
+        served = await self.kube.has_api(
+            c.PODMONITOR_GROUP, c.PODMONITOR_VERSION, c.PODMONITOR_PLURAL
+        )
+        self._podmonitor_api = (served, now)
+        return served
+
+    def _resolve_redis(
+        self,
+        jq: JobQueueSnapshot,
+        state: QueueState,
+        spec: JobQueueSpec,
+        secret: Mapping[str, Any] | None,
+    ) -> None:
+        """The Redis URL (inline, or from the Secret) into memory, and what is wrong if it
+        cannot be resolved (a Warning Event the first time)."""
         ref = spec.redis.url_secret_ref
         problem = None
         if ref is None:
-            self._redis_urls[jq.key] = spec.redis.url or ""
+            state.redis_url = spec.redis.url
         else:
-            secret = await self.kube.get(SECRETS, jq.namespace, ref.name)
             problem = st.secret_problem(secret, ref.name, ref.key)
-            url = st.secret_value(secret, ref.key) if problem is None else None
-            if url:
-                self._redis_urls[jq.key] = url
-            else:
-                self._redis_urls.pop(jq.key, None)
-        previous = self.secret_problems.get(jq.key)
-        if problem is None:
-            self.secret_problems.pop(jq.key, None)
-        else:
-            self.secret_problems[jq.key] = problem
-            if previous != problem:
-                self.emit(jq.event_target(), "Warning", problem.reason.value, problem.message)
-        return problem
+            state.redis_url = st.secret_value(secret, ref.key) if problem is None else None
+        previous, state.secret_problem = state.secret_problem, problem
+        if problem is not None and previous != problem:
+            self.emit(jq.event_target(), "Warning", problem.reason.value, problem.message)
 
-    async def _apply_deployment(
-        self, jq: JobQueueSnapshot, spec: JobQueueSpec, *, cause: str
+    # -- act ----------------------------------------------------------------------------------
+
+    async def _act(
+        self, jq: JobQueueSnapshot, state: QueueState, plan: workload.Plan, *, cause: str
     ) -> dict[str, Any]:
         ref = jq.ref
-        live = await self.kube.get(DEPLOYMENTS, jq.namespace, ref.worker_name)
-        if live is None:
-            replicas = workload.initial_replicas(spec, jq.status.get("desiredReplicas"))
-            applied = await self.kube.apply(
-                DEPLOYMENTS, workload.deployment(ref, spec, replicas=replicas)
-            )
+        applied = await self.kube.apply(DEPLOYMENTS, plan.deployment)
+        if plan.hand_off:
             await self._hand_replicas_to_scaler(jq, applied)
+        if plan.creates:
             # Only the first reconcile of a new JobQueue creates; any other cause found it
             # gone (deleted by hand, or while the operator was down).
             reason = "Created" if cause == "create" else "Recreated"
-            self.emit(
-                jq.event_target(),
-                "Normal",
-                reason,
-                f"{reason.lower()} Deployment {ref.worker_name} with {replicas} replicas",
-            )
-        else:
-            keep = None if scaler_owns_replicas(live) else int(live["spec"].get("replicas", 0))
-            applied = await self.kube.apply(
-                DEPLOYMENTS, workload.deployment(ref, spec, replicas=keep)
-            )
-            if keep is not None:
-                await self._hand_replicas_to_scaler(jq, applied)
-            if applied["metadata"].get("generation") != live["metadata"].get("generation"):
-                self._emit_change(jq, cause, ref.worker_name)
-        # The generation our own apply produced, from its response: a re-read could already
-        # include someone else's edit, which would then pass for ours and never be repaired.
-        self.applied_generation[jq.key] = int(applied["metadata"].get("generation", 0))
+            replicas = plan.deployment["spec"]["replicas"]
+            message = f"{reason.lower()} Deployment {ref.worker_name} with {replicas} replicas"
+            self.emit(jq.event_target(), "Normal", reason, message)
+        elif plan.live_generation != applied["metadata"].get("generation"):
+            self._emit_change(jq, cause, ref.worker_name)
+        # Our own apply's result, from its response: a re-read could already include someone
+        # else's edit, which would then pass for ours and never be repaired.
+        state.applied_fingerprint = template_fingerprint(applied)
+        state.saw_deployment(applied)
+        writes: list[Awaitable[Any]] = []
+        if plan.pdb is not None:
+            writes.append(self.kube.apply(PDBS, plan.pdb))
+        elif plan.delete_pdb:
+            writes.append(self.kube.delete(PDBS, jq.namespace, ref.worker_name))
+        if plan.pod_monitor is not None:
+            writes.append(self.kube.apply(PODMONITORS, plan.pod_monitor))
+        await asyncio.gather(*writes)
         return applied
 
     async def _hand_replicas_to_scaler(
@@ -350,35 +404,13 @@ class Reconciler:
         else:
             self.emit(jq.event_target(), "Normal", "Updated", f"updated Deployment {name}")
 
-    async def _apply_optional(self, jq: JobQueueSnapshot, spec: JobQueueSpec) -> None:
-        ref = jq.ref
-        budget = workload.pod_disruption_budget(ref, spec)
-        if budget is not None:
-            await self.kube.apply(PDBS, budget)
-        elif await self.kube.get(PDBS, jq.namespace, ref.worker_name) is not None:
-            await self.kube.delete(PDBS, jq.namespace, ref.worker_name)
-        monitor = workload.pod_monitor(ref, spec)
-        if monitor is not None and await self._podmonitors_served():
-            await self.kube.apply(PODMONITORS, monitor)
+    # -- report -------------------------------------------------------------------------------
 
-    async def _podmonitors_served(self) -> bool:
-        """Is the Prometheus Operator's PodMonitor CRD installed? Absent is normal."""
-        now = time.monotonic()
-        cached = self._podmonitor_api
-        if cached is not None and now - cached[1] < self.discovery_cache_seconds:
-            return cached[0]
-        served = await self.kube.has_api(
-            c.PODMONITOR_GROUP, c.PODMONITOR_VERSION, c.PODMONITOR_PLURAL
-        )
-        self._podmonitor_api = (served, now)
-        return served
-
-    async def report(
+    async def _report(
         self,
         jq: JobQueueSnapshot,
+        state: QueueState,
         deployment: Mapping[str, Any] | None,
-        *,
-        secret_problem: Condition | None,
         spec: JobQueueSpec,
     ) -> Condition:
         pod_problem = None
@@ -387,21 +419,34 @@ class Reconciler:
             selector = ",".join(f"{k}={v}" for k, v in workload.selector_labels(jq.ref).items())
             pods = await self.kube.list(PODS, jq.namespace, selector)
             pod_problem = st.pod_problem(pods, spec.worker.settings)
-        redis = await self._check_redis(jq)
-        observation = st.Observation(deployment, secret_problem, pod_problem, redis)
-        patch = st.status_patch(jq.status, observation, generation=jq.generation, now=self.clock())
+        redis = await self._check_redis(jq, state)
+        observation = st.Observation(deployment, state.secret_problem, pod_problem, redis)
         condition = st.ready_condition(observation)
-        if patch is not None:
-            await retry_conflicts(
-                lambda: self.kube.merge_patch(
-                    JOBQUEUES, jq.namespace, jq.name, {"status": patch}, subresource="status"
-                )
-            )
+        wanted = st.reconciler_status(
+            jq.status, observation, generation=jq.generation, now=self.clock()
+        )
+        await self._write_status(jq, state, wanted)
         return condition
 
-    async def _check_redis(self, jq: JobQueueSnapshot) -> Condition | None:
+    async def _write_status(
+        self, jq: JobQueueSnapshot, state: QueueState, wanted: Mapping[str, Any]
+    ) -> None:
+        """Apply the reconciler's part of the status, unless it already says exactly that.
+
+        The snapshot kopf hands us may predate our own last write, so what we last wrote counts
+        as current too: an unchanged status costs no API call either way."""
+        if st.owned_part(jq.status, wanted) == wanted or state.reported == wanted:
+            return
+        await retry_conflicts(
+            lambda: self.kube.apply(
+                JOBQUEUES, status_body(jq, wanted), subresource="status", manager=c.FIELD_MANAGER
+            )
+        )
+        state.reported = dict(wanted)
+
+    async def _check_redis(self, jq: JobQueueSnapshot, state: QueueState) -> Condition | None:
         """RedisReachable, from a cached PING of the JobQueue's Redis (None: not known)."""
-        url = self._redis_urls.get(jq.key)
+        url = state.redis_url
         if self.redis is None or not url:
             return None
         result = await self.redis.check(url)
@@ -413,10 +458,10 @@ class Reconciler:
         )
         # What we last reported, from memory: the JobQueue snapshot a Deployment event brings
         # can predate our own last status write, and would hide (or repeat) a transition.
-        previous = self._redis_reported.get(jq.key) or st.condition_status(
+        previous = state.redis_reported or st.condition_status(
             jq.status, ConditionType.REDIS_REACHABLE
         )
-        self._redis_reported[jq.key] = condition.status_text
+        state.redis_reported = condition.status_text
         if previous is not None and previous != condition.status_text:
             self.emit(
                 jq.event_target(),
@@ -429,32 +474,42 @@ class Reconciler:
         metrics.REDIS_REACHABLE.labels(jq.namespace, jq.name).set(int(result.reachable))
         return condition
 
-    async def _report_rejected(self, jq: JobQueueSnapshot, error: ApiException) -> None:
+    async def _report_rejected(
+        self, jq: JobQueueSnapshot, state: QueueState, error: ApiException
+    ) -> None:
         message = f"the API server rejected the rendered workload: {_api_message(error)}"
         await self._report_failure(
-            jq, Condition(ConditionType.READY, False, Reason.APPLY_FAILED, message[:1000])
+            jq, state, Condition(ConditionType.READY, False, Reason.APPLY_FAILED, message[:1000])
         )
 
     async def report_spec_error(self, jq: JobQueueSnapshot, error: SpecError) -> None:
-        await self._report_failure(
-            jq,
-            Condition(
-                ConditionType.READY, False, Reason.INVALID_SPEC, f"spec is invalid: {error}"[:1000]
-            ),
-        )
+        state = self.fleet[jq.key]
+        async with state.lock:
+            await self._report_failure(
+                jq,
+                state,
+                Condition(
+                    ConditionType.READY,
+                    False,
+                    Reason.INVALID_SPEC,
+                    f"spec is invalid: {error}"[:1000],
+                ),
+            )
 
-    async def _report_failure(self, jq: JobQueueSnapshot, condition: Condition) -> None:
-        conditions = merge_condition(
-            jq.status.get("conditions"), condition, now=self.clock(), generation=jq.generation
-        )
+    async def _report_failure(
+        self, jq: JobQueueSnapshot, state: QueueState, condition: Condition
+    ) -> None:
         self.emit(jq.event_target(), "Warning", condition.reason.value, condition.message)
-        await self.kube.merge_patch(
-            JOBQUEUES,
-            jq.namespace,
-            jq.name,
-            {"status": {"conditions": conditions, "observedGeneration": jq.generation}},
-            subresource="status",
-        )
+        wanted = st.failure_status(jq.status, condition, generation=jq.generation, now=self.clock())
+        await self._write_status(jq, state, wanted)
+
+
+async def _none() -> None:
+    return None
+
+
+async def _false() -> bool:
+    return False
 
 
 def _is_rejection(error: ApiException) -> bool:

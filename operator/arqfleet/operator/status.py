@@ -109,26 +109,86 @@ def ready_condition(observation: Observation) -> Condition:
     return ready(False, Reason.PROGRESSING, f"0/{wanted} worker pods available yet")
 
 
-def desired_status(
+def _condition(status: Mapping[str, Any] | None, kind: ConditionType) -> dict[str, Any] | None:
+    for condition in (status or {}).get("conditions") or ():
+        if condition.get("type") == kind.value:
+            return dict(condition)
+    return None
+
+
+def _with_condition(
+    current: Mapping[str, Any] | None,
+    condition: Condition,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """One condition entry, keeping its lastTransitionTime unless its status flips."""
+    previous = _condition(current, condition.type)
+    [entry] = merge_condition(
+        [previous] if previous else None, condition, now=now, generation=generation
+    )
+    return entry
+
+
+def reconciler_status(
     current: Mapping[str, Any] | None,
     observation: Observation,
     *,
     generation: int | None,
     now: datetime,
 ) -> dict[str, Any]:
-    """The operator-core part of the status: replicas, readiness, observedGeneration."""
-    status = dict(current or {})
+    """The reconciler's part of the status, complete: with server-side apply, a field that a
+    writer owns and leaves out of its next apply is removed. The scaling loop owns the rest."""
     deployment_status = (observation.deployment or {}).get("status") or {}
-    status["observedGeneration"] = generation
-    status["replicas"] = int(deployment_status.get("replicas") or 0)
-    status["readyReplicas"] = int(deployment_status.get("readyReplicas") or 0)
-    conditions = merge_condition(
-        status.get("conditions"), ready_condition(observation), now=now, generation=generation
-    )
-    if observation.redis is not None:
-        conditions = merge_condition(conditions, observation.redis, now=now, generation=generation)
-    status["conditions"] = conditions
-    return status
+    conditions = [
+        _with_condition(current, ready_condition(observation), generation=generation, now=now)
+    ]
+    redis = observation.redis
+    if redis is not None:
+        conditions.append(_with_condition(current, redis, generation=generation, now=now))
+    elif (known := _condition(current, ConditionType.REDIS_REACHABLE)) is not None:
+        conditions.append(known)  # not checked this time: keep what was reported
+    return {
+        "observedGeneration": generation,
+        "replicas": int(deployment_status.get("replicas") or 0),
+        "readyReplicas": int(deployment_status.get("readyReplicas") or 0),
+        "conditions": sorted(conditions, key=lambda entry: str(entry["type"])),
+    }
+
+
+def failure_status(
+    current: Mapping[str, Any] | None,
+    condition: Condition,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The reconciler's part of the status when it could not apply the spec: the failure as
+    Ready, the replica counts as they were."""
+    conditions = [_with_condition(current, condition, generation=generation, now=now)]
+    if (known := _condition(current, ConditionType.REDIS_REACHABLE)) is not None:
+        conditions.append(known)
+    return {
+        "observedGeneration": generation,
+        "replicas": int((current or {}).get("replicas") or 0),
+        "readyReplicas": int((current or {}).get("readyReplicas") or 0),
+        "conditions": sorted(conditions, key=lambda entry: str(entry["type"])),
+    }
+
+
+def owned_part(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `current` that `wanted` lists, and of its conditions the types `wanted`
+    lists: what one writer owns of the status, to compare with what it wants to write."""
+    current = current or {}
+    part = {k: current[k] for k in wanted if k != "conditions" and k in current}
+    if "conditions" in wanted:
+        types = {entry.get("type") for entry in wanted["conditions"]}
+        part["conditions"] = sorted(
+            (dict(e) for e in current.get("conditions") or () if e.get("type") in types),
+            key=lambda e: str(e.get("type")),
+        )
+    return part
 
 
 def condition_status(status: Mapping[str, Any] | None, kind: ConditionType) -> str | None:
@@ -147,16 +207,3 @@ def secret_value(secret: Mapping[str, Any] | None, key: str) -> str | None:
         return base64.b64decode(encoded).decode()
     plain = (secret.get("stringData") or {}).get(key)
     return str(plain) if plain is not None else None
-
-
-def status_patch(
-    current: Mapping[str, Any] | None,
-    observation: Observation,
-    *,
-    generation: int | None,
-    now: datetime,
-) -> dict[str, Any] | None:
-    """The merge patch for /status, or None when the status already says all of this."""
-    wanted = desired_status(current, observation, generation=generation, now=now)
-    changed = {k: v for k, v in wanted.items() if (current or {}).get(k) != v}
-    return changed or None

@@ -7,6 +7,7 @@ scaling loop owns that through the scale subresource). No I/O, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,3 +260,48 @@ def pod_monitor(ref: JobQueueRef, spec: JobQueueSpec) -> dict[str, Any] | None:
             ],
         },
     }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reconcile writes: the Deployment (always, it is idempotent), the optional
+    objects, and whether replicas still have to be handed to the scaler."""
+
+    deployment: dict[str, Any]
+    creates: bool  # the Deployment does not exist yet
+    hand_off: bool  # spec.replicas is not yet co-owned by the scaler's field manager
+    live_generation: int | None  # of the Deployment before this apply
+    pdb: dict[str, Any] | None
+    delete_pdb: bool
+    pod_monitor: dict[str, Any] | None
+
+
+def plan(
+    ref: JobQueueRef,
+    spec: JobQueueSpec,
+    *,
+    live: Mapping[str, Any] | None,
+    scaler_owns_replicas: bool,
+    last_desired: int | None,
+    pdb_exists: bool,
+    podmonitors_served: bool,
+) -> Plan:
+    """Decide the writes of one reconcile from what it observed."""
+    if live is None:
+        replicas: int | None = initial_replicas(spec, last_desired)
+    elif not scaler_owns_replicas:
+        # Until the scaler co-owns replicas, every apply keeps listing them, or server-side
+        # apply would reset the field to its default of 1.
+        replicas = int((live.get("spec") or {}).get("replicas", 0))
+    else:
+        replicas = None
+    budget = pod_disruption_budget(ref, spec)
+    return Plan(
+        deployment=deployment(ref, spec, replicas=replicas),
+        creates=live is None,
+        hand_off=not scaler_owns_replicas,
+        live_generation=None if live is None else (live.get("metadata") or {}).get("generation"),
+        pdb=budget,
+        delete_pdb=budget is None and pdb_exists,
+        pod_monitor=pod_monitor(ref, spec) if podmonitors_served else None,
+    )

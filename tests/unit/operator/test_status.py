@@ -112,16 +112,20 @@ def test_other_crashes_and_config_errors() -> None:
     assert st.pod_problem([pod(state={"running": {}})], "a.B") is None
 
 
-def test_patch_only_on_change_and_transition_time_kept() -> None:
+def changed(current: dict[str, Any] | None, wanted: dict[str, Any]) -> dict[str, Any] | None:
+    """What the reconciler would apply: its whole part, or nothing when that is current."""
+    return None if st.owned_part(current, wanted) == wanted else wanted
+
+
+def test_write_only_on_change_and_transition_time_kept() -> None:
     observation = st.Observation(deployment(0))
-    first = st.status_patch(None, observation, generation=1, now=NOW)
-    assert first is not None
+    first = st.reconciler_status(None, observation, generation=1, now=NOW)
     assert first["conditions"][0]["lastTransitionTime"] == "2026-11-22T12:00:00Z"
     later = NOW + timedelta(minutes=5)
-    assert st.status_patch(first, observation, generation=1, now=later) is None
+    assert changed(first, st.reconciler_status(first, observation, generation=1, now=later)) is None
 
     scaled = st.Observation(deployment(2, 2, replicas=2, readyReplicas=2))
-    patch = st.status_patch(first, scaled, generation=1, now=later)
+    patch = changed(first, st.reconciler_status(first, scaled, generation=1, now=later))
     assert patch is not None
     assert patch["replicas"] == 2
     # Ready stayed True (zero -> available): the transition time does not move.
@@ -129,24 +133,48 @@ def test_patch_only_on_change_and_transition_time_kept() -> None:
     assert patch["conditions"][0]["reason"] == "WorkersAvailable"
 
     broken = st.Observation(deployment(2, 0))
-    patch = st.status_patch({**first, **patch}, broken, generation=2, now=later)
+    patch = changed(patch, st.reconciler_status(patch, broken, generation=2, now=later))
     assert patch is not None
     assert patch["conditions"][0]["lastTransitionTime"] == "2026-11-22T12:05:00Z"
     assert patch["observedGeneration"] == 2
+
+
+def test_owned_part_ignores_the_other_writers_fields() -> None:
+    ours = st.reconciler_status(None, st.Observation(deployment(0)), generation=1, now=NOW)
+    theirs: dict[str, Any] = {
+        "desiredReplicas": 3,
+        "queue": {"ready": 5},
+        "conditions": [{"type": "ScalingLimited", "status": "False"}],
+    }
+    merged = {**ours, **theirs, "conditions": [*ours["conditions"], *theirs["conditions"]]}
+    assert st.owned_part(merged, ours) == ours
+
+
+def test_failure_keeps_replica_counts() -> None:
+    from arqfleet.operator.conditions import Condition, ConditionType
+
+    current = st.reconciler_status(
+        None, st.Observation(deployment(2, 2, replicas=2, readyReplicas=2)), generation=1, now=NOW
+    )
+    failed = Condition(ConditionType.READY, False, Reason.INVALID_SPEC, "spec is invalid")
+    wanted = st.failure_status(current, failed, generation=2, now=NOW)
+    assert wanted["replicas"] == 2
+    assert wanted["observedGeneration"] == 2
+    assert wanted["conditions"][0]["reason"] == "InvalidSpec"
 
 
 def test_redis_condition_is_merged_beside_ready() -> None:
     from arqfleet.operator.conditions import Condition, ConditionType
 
     redis_down = Condition(ConditionType.REDIS_REACHABLE, False, Reason.REDIS_UNREACHABLE, "x")
-    patch = st.status_patch(
+    patch = st.reconciler_status(
         None, st.Observation(deployment(0), redis=redis_down), generation=1, now=NOW
     )
-    assert patch is not None
     assert [c["type"] for c in patch["conditions"]] == ["Ready", "RedisReachable"]
     assert st.condition_status(patch, ConditionType.REDIS_REACHABLE) == "False"
     # A report that could not check Redis keeps the last known RedisReachable.
-    assert st.status_patch(patch, st.Observation(deployment(0)), generation=1, now=NOW) is None
+    again = st.reconciler_status(patch, st.Observation(deployment(0)), generation=1, now=NOW)
+    assert changed(patch, again) is None
 
 
 def test_secret_value_decodes_data() -> None:
