@@ -39,6 +39,29 @@ class Reason(StrEnum):
     REDIS_ANSWERED = "RedisAnswered"
     REDIS_UNREACHABLE = "RedisUnreachable"
     INVALID_SPEC = "InvalidSpec"
+    # ScalingLimited (the names HPA uses for the same limits)
+    WITHIN_RANGE = "DesiredWithinRange"
+    TOO_MANY_REPLICAS = "TooManyReplicas"  # the recommendation is above maxReplicas
+    TOO_FEW_REPLICAS = "TooFewReplicas"  # the recommendation is below minReplicas
+    SCALE_UP_LIMIT = "ScaleUpLimit"  # scaleUp.maxPods / maxPercent per period
+    SCALE_DOWN_LIMIT = "ScaleDownLimit"  # scaleDown.maxPercent per period
+
+
+class ScaleReason(StrEnum):
+    """Why the scaler wants the replicas it wants: in Events, status.lastScaleReason and the
+    `reason` label of arqfleet_scale_events_total (a closed set, so the label stays bounded)."""
+
+    QUEUE_DEPTH = "QueueDepth"  # ceil((ready + running) / jobsPerReplica)
+    LATENCY_TARGET = "LatencyTarget"  # drain the ready backlog within maxWaitSeconds
+    OLDEST_JOB_WAITING = "OldestJobWaiting"  # past maxWaitSeconds, throughput not known yet
+    DEFERRED_DUE = "DeferredJobsDue"  # deferred jobs come due within the scale-down window
+    CRON_DUE = "CronJobDue"  # a cron tick is near and no worker would run it
+    CRON_DISCOVERY = "CronDiscovery"  # one worker to learn the app's cron schedule
+    AWAITING_ACTIVATION = "AwaitingActivation"  # at zero, fewer ready jobs than activationJobs
+    QUEUE_EMPTY = "QueueEmpty"  # nothing ready, running or due soon
+    STABILIZING = "Stabilizing"  # held by a stabilization window
+    PAUSED = "Paused"  # spec.paused: replicas frozen
+    PROBE_FAILED = "ProbeFailed"  # the queue could not be read: replicas frozen
 
 
 @dataclass(frozen=True)
