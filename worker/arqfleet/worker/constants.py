@@ -26,6 +26,17 @@ Dead letters, per queue ``<q>``:
 * ``arqfleet:dlq-payloads:<q>`` HASH: field = job id, value = the job re-serialized with the
   worker's arq serializer (for requeue only; never printed).
 
+The cron schedule, per queue ``<q>`` (arq runs ``cron_jobs`` inside running workers, so a fleet
+scaled to zero would never fire them; the operator wakes one worker shortly before each tick):
+
+* ``arqfleet:cron-next:<q>`` is a STRING: JSON ``{"version": 1, "next_tick_ms": N}`` where N is
+  the earliest next tick (epoch ms) over the settings' cron jobs, or null when the settings have
+  no cron jobs. Every worker rewrites it with each heartbeat, so it moves forward right after a
+  tick fires. It is **not** removed when a worker exits: it must outlive the fleet. It expires
+  a day after its tick (30 days when there are no cron jobs), so a deleted queue leaves nothing
+  behind for long. An absent key means "not known": no worker has run since it expired.
+  Read it with `parse_cron_next`.
+
 The queue name always comes last in a key, so any characters it contains (arq's default is
 ``arq:queue``) cannot collide with another key format.
 """
@@ -42,6 +53,7 @@ HEARTBEAT_EXPIRY_KEY_PREFIX: Final = KEY_PREFIX + "heartbeat-expiry:"
 DLQ_INDEX_KEY_PREFIX: Final = KEY_PREFIX + "dlq:"
 DLQ_ENTRIES_KEY_PREFIX: Final = KEY_PREFIX + "dlq-entries:"
 DLQ_PAYLOADS_KEY_PREFIX: Final = KEY_PREFIX + "dlq-payloads:"
+CRON_NEXT_KEY_PREFIX: Final = KEY_PREFIX + "cron-next:"
 
 # Version of the heartbeat JSON: a reader refuses what it does not understand instead of
 # misreading a future format during a rolling upgrade.
@@ -52,6 +64,15 @@ HEARTBEAT_TTL_BEATS: Final = 3
 # The two heartbeat keys themselves expire this many TTLs after the last write by any pod, so a
 # queue whose fleet is gone for good leaves nothing behind in Redis.
 HEARTBEAT_KEY_TTL_FACTOR: Final = 10
+
+# Version of the cron-next JSON (as for heartbeats: refuse what is not understood).
+CRON_FORMAT_VERSION: Final = 1
+# The cron key outlives its tick by a day: the operator needs it until the tick has fired and a
+# woken worker has written the next one, and a queue that is gone should not keep it for long.
+CRON_KEY_TTL_AFTER_TICK_MS: Final = 24 * 3600 * 1000
+# "No cron jobs" is kept for 30 days: the operator wakes a worker to learn the schedule again
+# only after it expires, so a queue at zero without cron jobs costs one pod start a month.
+CRON_KEY_TTL_NO_CRON_MS: Final = 30 * 24 * 3600 * 1000
 
 # Metric names (prefix arqfleet_worker_, ARCHITECTURE.md). Labels are function names and
 # outcomes only: job arguments are unbounded and may be personal data.
@@ -103,6 +124,43 @@ def dlq_entries_key(queue_name: str) -> str:
 def dlq_payloads_key(queue_name: str) -> str:
     """HASH job id -> serialized job (arq serializer), used only to requeue."""
     return DLQ_PAYLOADS_KEY_PREFIX + queue_name
+
+
+def cron_next_key(queue_name: str) -> str:
+    """STRING: the next cron tick the workers of this queue published (see the docstring)."""
+    return CRON_NEXT_KEY_PREFIX + queue_name
+
+
+class CronFormatError(ValueError):
+    """A cron-next value that is not one this version understands."""
+
+
+def encode_cron_next(next_tick_ms: int | None) -> str:
+    """The cron-next JSON; None means the settings have no cron jobs."""
+    return json.dumps(
+        {"version": CRON_FORMAT_VERSION, "next_tick_ms": next_tick_ms}, separators=(",", ":")
+    )
+
+
+def parse_cron_next(raw: bytes | str) -> int | None:
+    """The next tick (epoch ms) of a cron-next value, or None for "no cron jobs".
+
+    Raises `CronFormatError` when the value is malformed or of an unknown version."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CronFormatError(f"cron-next is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CronFormatError("cron-next is not a JSON object")
+    version = data.get("version")
+    if version != CRON_FORMAT_VERSION or isinstance(version, bool):
+        raise CronFormatError(f"unknown cron-next version {version!r}")
+    tick = data.get("next_tick_ms")
+    if tick is None:
+        return None
+    if isinstance(tick, bool) or not isinstance(tick, int):
+        raise CronFormatError(f"cron-next 'next_tick_ms' is not an integer: {tick!r}")
+    return tick
 
 
 class HeartbeatFormatError(ValueError):

@@ -2,8 +2,9 @@
 
 Decides when beats are written (every `interval`, and at once when draining starts, so the
 operator sees a draining pod within a round trip rather than a period) and how a beat is written
-(one Lua script: prune expired pods, upsert this pod, refresh key TTLs, using Redis TIME so that
-no two clocks are compared). The key formats and the reader's side are in `constants`. It must
+(one Lua script: prune expired pods, upsert this pod, refresh key TTLs, and publish the next cron
+tick, using Redis TIME so that no two clocks are compared). The cron key is never removed: it
+must outlive the fleet. The key formats and the reader's side are in `constants`. It must
 not block jobs: a failed beat is counted and retried next period, never raised.
 """
 
@@ -23,8 +24,9 @@ from arqfleet.worker.health import Health
 
 logger = logging.getLogger("arqfleet.worker")
 
-# KEYS: heartbeats hash, expiry zset. ARGV: pod, JSON body without its closing brace, ttl ms,
-# key ttl ms.
+# KEYS: heartbeats hash, expiry zset, cron-next key. ARGV: pod, JSON body without its closing
+# brace, ttl ms, key ttl ms, cron-next JSON ('' to leave it alone), next tick ms ('' for no cron
+# jobs), cron-next TTL without cron jobs, cron-next TTL after its tick.
 _BEAT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -36,6 +38,11 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ',"expires_at_ms":' .. expires .
 redis.call('ZADD', KEYS[2], expires, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if ARGV[5] ~= '' then
+  local ttl = tonumber(ARGV[7])
+  if ARGV[6] ~= '' then ttl = math.max(0, tonumber(ARGV[6]) - now) + tonumber(ARGV[8]) end
+  redis.call('SET', KEYS[3], ARGV[5], 'PX', string.format('%.0f', ttl))
+end
 return expires
 """
 
@@ -53,6 +60,7 @@ class Heartbeat:
         max_jobs: int,
         health: Health,
         snapshot: Callable[[], tuple[int, int]],
+        cron_next: Callable[[], int | None] | None = None,
     ) -> None:
         # Any: redis-py's command stubs type every reply as sync-or-async.
         self.redis: Any = redis
@@ -61,8 +69,10 @@ class Heartbeat:
         self.max_jobs = max_jobs
         self.health = health
         self.snapshot = snapshot
+        self.cron_next = cron_next
         self.hash_key = c.heartbeats_key(queue_name)
         self.expiry_key = c.heartbeat_expiry_key(queue_name)
+        self.cron_key = c.cron_next_key(queue_name)
         self.ttl_ms = int(interval * c.HEARTBEAT_TTL_BEATS * 1000)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -77,15 +87,25 @@ class Heartbeat:
             draining=self.health.draining,
             max_jobs=self.max_jobs,
         )
+        cron_json = tick = ""
+        if self.cron_next is not None:
+            next_tick = self.cron_next()
+            cron_json = c.encode_cron_next(next_tick)
+            tick = "" if next_tick is None else str(next_tick)
         await self.redis.eval(
             _BEAT_LUA,
-            2,
+            3,
             self.hash_key,
             self.expiry_key,
+            self.cron_key,
             self.pod,
             body,
             str(self.ttl_ms),
             str(self.ttl_ms * c.HEARTBEAT_KEY_TTL_FACTOR),
+            cron_json,
+            tick,
+            str(c.CRON_KEY_TTL_NO_CRON_MS),
+            str(c.CRON_KEY_TTL_AFTER_TICK_MS),
         )
 
     def wake(self) -> None:

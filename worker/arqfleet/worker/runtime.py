@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from signal import Signals
 from typing import Any
 
@@ -28,6 +29,7 @@ from arq.worker import Worker, func
 from prometheus_client import disable_created_metrics
 from redis.exceptions import RedisError
 
+from arqfleet.worker.cron_schedule import next_tick_ms
 from arqfleet.worker.dead_letters import DeadLetterPolicy, DeadLetterRecorder, DeadLetterStore
 from arqfleet.worker.health import Health
 from arqfleet.worker.heartbeat import Heartbeat
@@ -230,6 +232,15 @@ async def _run_worker(
     )
     instrument = Instrument(metrics, recorder, counts)
     _instrument_functions(kwargs, instrument)
+    worker: FleetWorker | None = None
+
+    def cron_next() -> int | None:
+        # arq's own schedule (CronJob.next_run), once the Worker exists; the operator wakes a
+        # worker before this tick when the fleet is at zero.
+        jobs = worker.cron_jobs if worker is not None else kwargs.get("cron_jobs") or ()
+        zone = worker.timezone if worker is not None else None
+        return next_tick_ms(jobs, datetime.now(tz=zone).astimezone())
+
     heartbeat = Heartbeat(
         pool,
         queue_name=queue_name,
@@ -238,6 +249,7 @@ async def _run_worker(
         max_jobs=kwargs.get("max_jobs", 10),
         health=health,
         snapshot=lambda: (counts.in_flight, counts.completed),
+        cron_next=cron_next,
     )
     worker = FleetWorker(
         redis_pool=pool, health=health, recorder=recorder, on_drain=heartbeat.wake, **kwargs
