@@ -54,6 +54,7 @@ class PodLoad:
     completed: int
     draining: bool = False
     max_jobs: int = 0
+    beat_ms: int = 0  # a clock of the pod's own beats (their expiry), for rates only
 
 
 @dataclass(frozen=True)
@@ -266,5 +267,6 @@ def decide(
     if bounded != desired:
         limited = Reason.TOO_MANY_REPLICAS if desired > bounded else Reason.TOO_FEW_REPLICAS
     if bounded != current:
-        recorded = recorded.scaled(bounded - current, t)
+        period = max(scaling.scale_up.period_seconds, scaling.scale_down.period_seconds)
+        recorded = recorded.scaled(bounded - current, t, period=period)
     return Decision(bounded, reason, recommendation, limited, detail, recorded)
