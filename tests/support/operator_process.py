@@ -81,8 +81,8 @@ class OperatorProcess:
             # Tests fix a missing Secret and watch the condition clear: look again soon.
             "ARQFLEET_SECRET_RECHECK_SECONDS": "1",
             "ARQFLEET_DISCOVERY_CACHE_SECONDS": "0",
-            # Tests stop and start Redis and expect the next reconcile to notice at once.
-            "ARQFLEET_REDIS_CHECK_SECONDS": "0",
+            # Tests read status.queue right after a change: no rate limit on those writes.
+            "ARQFLEET_QUEUE_STATUS_SECONDS": "0",
             **self.env,
         }
         with self.log_path.open("ab") as log:

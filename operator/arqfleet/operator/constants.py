@@ -29,6 +29,8 @@ POD_DELETION_COST: Final = "controller.kubernetes.io/pod-deletion-cost"
 # never resets a replica count the scaling loop chose.
 FIELD_MANAGER: Final = "arqfleet"
 SCALER_FIELD_MANAGER: Final = "arqfleet-scaler"
+# The `source.component` / `reportingComponent` of every Event arqfleet posts.
+EVENT_COMPONENT: Final = "arqfleet-operator"
 
 # -- the worker pod ---------------------------------------------------------------------------
 WORKER_CONTAINER: Final = "worker"

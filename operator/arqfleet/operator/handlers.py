@@ -3,16 +3,18 @@
 - JobQueue create/update/resume -> reconcile (render + server-side apply + status).
 - Deployment events (ours only, selected server-side by label) -> drift repair or status.
 - Worker pod events (ours only) -> status, when a pod fails in a way the spec explains.
-- An index of JobQueues, so a Deployment event finds its owner without an API call.
+- An index of JobQueues, so a Deployment event finds its owner without an API call, and the
+  one scaling loop (started at start-up) finds every queue to poll.
 No timers, daemons or delete handlers: each would make kopf put a finalizer on every JobQueue,
 and deletion is the garbage collector's job through ownerReferences.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -21,9 +23,18 @@ from prometheus_client import start_http_server
 
 from arqfleet.operator import constants as c
 from arqfleet.operator import metrics
+from arqfleet.operator.conditions import timestamp
 from arqfleet.operator.kube import KubeClient, is_gone
-from arqfleet.operator.reconcile import ApplyRejected, JobQueueSnapshot, Reconciler, SpecError
+from arqfleet.operator.reconcile import (
+    ApplyRejected,
+    JobQueueSnapshot,
+    Reconciler,
+    SpecError,
+    utcnow,
+)
 from arqfleet.operator.redis_pools import RedisPools
+from arqfleet.operator.scaler import Scaler
+from arqfleet.operator.scaling_loop import ScalingLoop
 from arqfleet.operator.settings import OperatorSettings
 from arqfleet.operator.state import Fleet
 
@@ -34,6 +45,19 @@ def emit_event(target: Mapping[str, Any], kind: str, reason: str, message: str) 
     """Post a Kubernetes Event on the JobQueue through kopf's event poster."""
     # kopf only reads apiVersion, kind and metadata from the "body" to build the reference.
     kopf.event(cast(kopf.Body, dict(target)), type=kind, reason=reason, message=message)
+
+
+def event_poster(kube: KubeClient) -> Callable[[Mapping[str, Any], str, str, str], Awaitable[None]]:
+    """Events from outside kopf's handlers (the scaling loop), through our own client. A failed
+    post is logged, never raised: an Event must not stop a scale or a status write."""
+
+    async def post(target: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        try:
+            await kube.post_event(target, kind, reason, message, now=timestamp(utcnow()))
+        except (ApiException, OSError, TimeoutError) as error:
+            log.warning("cannot post Event %s: %s", reason, error)
+
+    return post
 
 
 def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
@@ -66,19 +90,37 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     ours = OperatorSettings()
     configure_kopf(settings, ours)
     memo.settings = ours
     memo.kube = await KubeClient.connect(ours.kubeconfig)
-    memo.redis = RedisPools(max_age_seconds=ours.redis_check_seconds)
+    memo.redis = RedisPools()
     memo.fleet = Fleet()
     memo.reconciler = Reconciler(
         memo.kube,
         emit_event,
         memo.fleet,
         discovery_cache_seconds=ours.discovery_cache_seconds,
-        redis=memo.redis,
+    )
+    scaler = Scaler(
+        memo.kube,
+        event_poster(memo.kube),
+        utcnow,
+        cron_lead_seconds=ours.cron_wake_lead_seconds,
+        queue_status_seconds=ours.queue_status_seconds,
+    )
+    # kopf hands startup handlers its (still empty) indices; this one fills as JobQueues are
+    # listed and watched, and the loop reads it live.
+    memo.loop = ScalingLoop(
+        kwargs["jobqueues"],
+        memo.fleet,
+        memo.redis,
+        scaler,
+        probe_timeout_seconds=ours.probe_timeout_seconds,
+    )
+    memo.loop_task = asyncio.get_running_loop().create_task(
+        memo.loop.run(), name="arqfleet-scaling-loop"
     )
     if ours.metrics_port:
         start_http_server(ours.metrics_port, registry=metrics.REGISTRY)
@@ -86,6 +128,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "loop_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await memo.loop.stop()
     kube = getattr(memo, "kube", None)
     if kube is not None:
         await kube.close()
@@ -101,15 +149,15 @@ async def kubernetes_reachable(memo: kopf.Memo, **_: Any) -> str:
     return version
 
 
-@kopf.on.probe(id="redis")
-async def redis_pools(memo: kopf.Memo, **_: Any) -> dict[str, int]:
-    """Liveness detail: each Redis the operator holds a pool for, pinged now and counted.
-
-    Reported, never failed on: an unreachable user Redis is a condition on its JobQueue, and
-    restarting the operator would not bring it back (it would only pause every other queue).
-    The probe still fails, as any kopf probe does, if the pools cannot be pinged at all."""
-    pools: RedisPools = memo.redis
-    return await pools.health()
+@kopf.on.probe(id="scaling")
+async def scaling_loop_alive(memo: kopf.Memo, **_: Any) -> dict[str, int]:
+    """Liveness: the scaling loop still runs. Users' Redis servers are not part of it: one
+    that is down is a condition and a metric on its JobQueues, and restarting the operator
+    would not bring it back (it would only pause every other queue)."""
+    task: asyncio.Task[None] = memo.loop_task
+    if task.done():
+        raise RuntimeError("the scaling loop has stopped")
+    return {"jobqueues": len(memo.fleet), "probe_rounds_running": memo.loop.rounds_running}
 
 
 @kopf.index(c.GROUP, c.VERSION, c.PLURAL)
@@ -208,7 +256,9 @@ async def worker_pod_changed(
 async def jobqueue_event(
     type: str, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
-    """Forget a deleted JobQueue's in-memory state (an event handler adds no finalizer)."""
+    """Forget a deleted JobQueue's in-memory state and metric series (an event handler adds
+    no finalizer)."""
     if type == "DELETED" and namespace is not None:
         reconciler: Reconciler = memo.reconciler
         reconciler.forget((namespace, name))
+        metrics.forget_jobqueue(namespace, name)

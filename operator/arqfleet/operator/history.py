@@ -94,13 +94,13 @@ class ScaleHistory:
         down = tuple(h for h in down if h.replicas > recommendation)
         return replace(self, latest=recommendation, up=up, down=down)
 
-    def scaled(self, delta: int, now: float) -> ScaleHistory:
-        """The history after the scaler changed replicas by `delta` at `now`."""
+    def scaled(self, delta: int, now: float, *, period: int = MAX_PERIOD_SECONDS) -> ScaleHistory:
+        """The history after the scaler changed replicas by `delta` at `now`; changes older
+        than `period` (the longest policy period) can no longer count and are dropped."""
         if delta == 0:
             return self
-        at = math.ceil(now)
-        kept = tuple(c for c in self.changes if c.at > now - MAX_PERIOD_SECONDS)
-        return replace(self, changes=(*kept, Change(at, delta)))
+        kept = tuple(c for c in self.changes if c.at > now - period)
+        return replace(self, changes=(*kept, Change(math.ceil(now), delta)))
 
     def discovering(self, now: float) -> ScaleHistory:
         return replace(self, discovery_since=math.floor(now))
@@ -126,6 +126,8 @@ def _push(
     alive = [h for h in deque if h.until > now - window]
     while alive and not keep(alive[-1].replicas, replicas):
         alive.pop()
+    if alive and alive[-1].until == until:
+        return tuple(alive)  # the entry before expires together with this one and wins
     alive.append(Held(replicas, until))
     return tuple(alive)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -51,6 +51,7 @@ PODMONITORS = Kind(c.PODMONITOR_GROUP, c.PODMONITOR_VERSION, c.PODMONITOR_PLURAL
 JOBQUEUES = Kind(c.GROUP, c.VERSION, c.PLURAL)
 SECRETS = Kind("", "v1", "secrets")
 PODS = Kind("", "v1", "pods")
+EVENTS = Kind("", "v1", "events")
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,36 @@ class KubeClient:
             query=[("fieldManager", manager)],
             subresource=subresource,
         )
+
+    async def post_event(
+        self, target: Mapping[str, Any], type_: str, reason: str, message: str, *, now: str
+    ) -> None:
+        """Create a core/v1 Event about `target` (apiVersion, kind, metadata name/namespace/uid).
+
+        The scaling loop posts its own Events: kopf's poster only works inside kopf's per-object
+        handler tasks."""
+        meta = target["metadata"]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": target["apiVersion"],
+                "kind": target["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],  # as kopf does: Events are for people, not payloads
+            "source": {"component": c.EVENT_COMPONENT},
+            "reportingComponent": c.EVENT_COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._request("create", EVENTS, "POST", EVENTS.path(meta["namespace"]), body=body)
 
     async def delete(self, kind: Kind, namespace: str, name: str) -> None:
         try:

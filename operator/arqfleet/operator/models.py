@@ -330,6 +330,35 @@ class QueueStatus(ApiModel):
     dead_letters: int = Field(default=0, ge=0)
 
 
+class HeldRecommendation(ApiModel):
+    """A past recommendation and when it stopped being the latest."""
+
+    replicas: int = Field(ge=0)
+    until: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class ReplicaChange(ApiModel):
+    """A change of replicas the scaler made, for the per-period step policies."""
+
+    at: str = Field(json_schema_extra={"format": "date-time"})
+    delta: int
+
+
+class ScalingHistory(ApiModel):
+    """What the stabilization windows and step policies remember (written by the operator,
+    so that a restart resumes the same windows). Changes only when a recommendation does."""
+
+    recommendation: int | None = Field(default=None, ge=0)
+    # A window deque holds at most one entry per quantum of its window (61 at most), and
+    # changes at most one per poll within the longest policy period (1800 s at 1 s polls).
+    up: list[HeldRecommendation] | None = Field(default=None, max_length=128)
+    down: list[HeldRecommendation] | None = Field(default=None, max_length=128)
+    changes: list[ReplicaChange] | None = Field(default=None, max_length=2048)
+    cron_discovery_since: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}
+    )
+
+
 class Condition(ApiModel):
     """metav1.Condition, per the Kubernetes API conventions."""
 
@@ -353,6 +382,7 @@ class JobQueueStatus(ApiModel):
     queue: QueueStatus | None = None
     last_scale_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     last_scale_reason: str | None = Field(default=None, max_length=1024)
+    history: ScalingHistory | None = None
     conditions: list[Condition] | None = Field(
         default=None,
         max_length=16,

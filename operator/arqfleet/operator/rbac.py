@@ -35,8 +35,9 @@ NAMESPACED_RULES: list[Rule] = [
     # The Redis URL may live in a Secret: read that one object (never list or watch).
     _rule("", ["secrets"], ["get"]),
     # Worker pods (ours, by label): kopf watches them, so a crash-looping pod is explained in
-    # the JobQueue's status; we list them to explain why workers are not ready.
-    _rule("", ["pods"], ["list", "watch"]),
+    # the JobQueue's status; we list them to explain why workers are not ready, and the
+    # scaler annotates them with a pod-deletion-cost just before a scale-down.
+    _rule("", ["pods"], ["list", "watch", "patch"]),
     _rule("", ["events"], ["create"]),
 ]
 

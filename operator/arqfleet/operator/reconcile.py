@@ -40,7 +40,6 @@ from arqfleet.operator.kube import (
     retry_conflicts,
 )
 from arqfleet.operator.models import JobQueueSpec
-from arqfleet.operator.redis_pools import RedisPools
 from arqfleet.operator.state import Fleet, QueueState, template_fingerprint
 
 log = logging.getLogger(__name__)
@@ -164,7 +163,6 @@ class Reconciler:
     emit: EventSink
     fleet: Fleet
     clock: Clock = utcnow
-    redis: RedisPools | None = None
     discovery_cache_seconds: float = 60
     _podmonitor_api: tuple[bool, float] | None = None  # (served?, monotonic time of the answer)
 
@@ -419,8 +417,7 @@ class Reconciler:
             selector = ",".join(f"{k}={v}" for k, v in workload.selector_labels(jq.ref).items())
             pods = await self.kube.list(PODS, jq.namespace, selector)
             pod_problem = st.pod_problem(pods, spec.worker.settings)
-        redis = await self._check_redis(jq, state)
-        observation = st.Observation(deployment, state.secret_problem, pod_problem, redis)
+        observation = st.Observation(deployment, state.secret_problem, pod_problem)
         condition = st.ready_condition(observation)
         wanted = st.reconciler_status(
             jq.status, observation, generation=jq.generation, now=self.clock()
@@ -443,36 +440,6 @@ class Reconciler:
             )
         )
         state.reported = dict(wanted)
-
-    async def _check_redis(self, jq: JobQueueSnapshot, state: QueueState) -> Condition | None:
-        """RedisReachable, from a cached PING of the JobQueue's Redis (None: not known)."""
-        url = state.redis_url
-        if self.redis is None or not url:
-            return None
-        result = await self.redis.check(url)
-        condition = Condition(
-            ConditionType.REDIS_REACHABLE,
-            result.reachable,
-            Reason.REDIS_ANSWERED if result.reachable else Reason.REDIS_UNREACHABLE,
-            result.message,
-        )
-        # What we last reported, from memory: the JobQueue snapshot a Deployment event brings
-        # can predate our own last status write, and would hide (or repeat) a transition.
-        previous = state.redis_reported or st.condition_status(
-            jq.status, ConditionType.REDIS_REACHABLE
-        )
-        state.redis_reported = condition.status_text
-        if previous is not None and previous != condition.status_text:
-            self.emit(
-                jq.event_target(),
-                "Normal" if result.reachable else "Warning",
-                condition.reason.value,
-                condition.message,
-            )
-        elif previous is None and not result.reachable:
-            self.emit(jq.event_target(), "Warning", condition.reason.value, condition.message)
-        metrics.REDIS_REACHABLE.labels(jq.namespace, jq.name).set(int(result.reachable))
-        return condition
 
     async def _report_rejected(
         self, jq: JobQueueSnapshot, state: QueueState, error: ApiException

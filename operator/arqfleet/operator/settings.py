@@ -54,8 +54,18 @@ class OperatorSettings(BaseSettings):
     discovery_cache_seconds: float = Field(default=60, ge=0)
     """How long an API-discovery answer (is the PodMonitor CRD installed?) is reused."""
 
-    redis_check_seconds: float = Field(default=10, ge=0)
-    """How long a JobQueue's Redis reachability (a PING) is reused before asking again."""
+    probe_timeout_seconds: float = Field(default=3, gt=0)
+    """Deadline of one probe round (every queue of one Redis, one pipeline). A Redis that has
+    not answered by then is unreachable for this poll: its queues' replicas are held."""
+
+    cron_wake_lead_seconds: float = Field(default=30, ge=0)
+    """How long before a cron tick a fleet at zero gets a worker: time for a pod to be
+    scheduled, pull its image and start its worker before the tick."""
+
+    queue_status_seconds: float = Field(default=15, ge=0)
+    """status.queue is rewritten at most this often while nothing else the scaler reports
+    changes (counts going to or from zero are written at once). Metrics are exact every poll;
+    this only keeps a busy queue from writing its JobQueue every poll."""
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -17,6 +17,9 @@ from typing import Any
 
 from arqfleet.operator import constants as c
 from arqfleet.operator.conditions import Condition
+from arqfleet.operator.decision import QueueStats
+from arqfleet.operator.history import ScaleHistory
+from arqfleet.operator.rates import Throughput
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -51,6 +54,25 @@ class PodView:
 
 
 @dataclass
+class ScalingState:
+    """The scaling loop's memory of one queue."""
+
+    history: ScaleHistory | None = None
+    """None until restored from the JobQueue's status on the queue's first poll."""
+    throughput: Throughput = field(default_factory=Throughput)
+    stats: QueueStats | None = None
+    """The last successful probe (its numbers are reported while Redis is unreachable)."""
+    next_due: float | None = None
+    """Monotonic time of the next probe; None until the loop first sees the queue."""
+    reachable: bool | None = None
+    """RedisReachable as last reported, for transition Events."""
+    written: Mapping[str, Any] | None = None
+    """The scaler's part of the status as it last wrote it (or found it, at start)."""
+    queue_written_at: float = 0.0
+    """Monotonic time the queue numbers were last written (they are rate-limited)."""
+
+
+@dataclass
 class QueueState:
     key: Key
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -60,8 +82,6 @@ class QueueState:
     secret_problem: Condition | None = None
     reported: Mapping[str, Any] | None = None
     """The reconciler's part of the status as it last wrote it."""
-    redis_reported: str | None = None
-    """RedisReachable's status ("True"/"False") as last reported, for transition Events."""
     applied_fingerprint: str | None = None
     """`template_fingerprint` of the Deployment our last apply produced; a Deployment event
     with another fingerprint means someone else changed its spec."""
@@ -69,6 +89,8 @@ class QueueState:
     deployment: Mapping[str, Any] | None = None
     """The worker Deployment as last seen (apply response or watch event)."""
     pods: dict[str, PodView] = field(default_factory=dict)
+    # -- the scaling loop's side ----------------------------------------------------------------
+    scaling: ScalingState = field(default_factory=ScalingState)
 
     @property
     def replicas(self) -> int | None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from arqfleet.operator.conditions import Condition, ConditionType, Reason, merge_condition
+from arqfleet.operator.decision import Decision, QueueStats
 
 # Exit code of `arqfleet-worker` when the settings import path does not resolve.
 EXIT_SETTINGS_NOT_FOUND = 2
@@ -23,7 +24,6 @@ class Observation:
     deployment: Mapping[str, Any] | None
     secret_problem: Condition | None = None
     pod_problem: Condition | None = None
-    redis: Condition | None = None  # RedisReachable, when the operator could check
 
 
 def ready(status: bool | None, reason: Reason, message: str) -> Condition:
@@ -141,19 +141,12 @@ def reconciler_status(
     """The reconciler's part of the status, complete: with server-side apply, a field that a
     writer owns and leaves out of its next apply is removed. The scaling loop owns the rest."""
     deployment_status = (observation.deployment or {}).get("status") or {}
-    conditions = [
-        _with_condition(current, ready_condition(observation), generation=generation, now=now)
-    ]
-    redis = observation.redis
-    if redis is not None:
-        conditions.append(_with_condition(current, redis, generation=generation, now=now))
-    elif (known := _condition(current, ConditionType.REDIS_REACHABLE)) is not None:
-        conditions.append(known)  # not checked this time: keep what was reported
+    ready = _with_condition(current, ready_condition(observation), generation=generation, now=now)
     return {
         "observedGeneration": generation,
         "replicas": int(deployment_status.get("replicas") or 0),
         "readyReplicas": int(deployment_status.get("readyReplicas") or 0),
-        "conditions": sorted(conditions, key=lambda entry: str(entry["type"])),
+        "conditions": [ready],
     }
 
 
@@ -166,14 +159,11 @@ def failure_status(
 ) -> dict[str, Any]:
     """The reconciler's part of the status when it could not apply the spec: the failure as
     Ready, the replica counts as they were."""
-    conditions = [_with_condition(current, condition, generation=generation, now=now)]
-    if (known := _condition(current, ConditionType.REDIS_REACHABLE)) is not None:
-        conditions.append(known)
     return {
         "observedGeneration": generation,
         "replicas": int((current or {}).get("replicas") or 0),
         "readyReplicas": int((current or {}).get("readyReplicas") or 0),
-        "conditions": sorted(conditions, key=lambda entry: str(entry["type"])),
+        "conditions": [_with_condition(current, condition, generation=generation, now=now)],
     }
 
 
@@ -207,3 +197,76 @@ def secret_value(secret: Mapping[str, Any] | None, key: str) -> str | None:
         return base64.b64decode(encoded).decode()
     plain = (secret.get("stringData") or {}).get(key)
     return str(plain) if plain is not None else None
+
+
+# -- the scaling loop's part ------------------------------------------------------------------
+
+SCALER_FIELDS = ("desiredReplicas", "queue", "lastScaleTime", "lastScaleReason", "history")
+SCALER_CONDITIONS = (ConditionType.REDIS_REACHABLE, ConditionType.SCALING_LIMITED)
+
+
+def queue_numbers(stats: QueueStats) -> dict[str, Any]:
+    """status.queue: whole seconds, so a waiting job's age does not change it every poll."""
+    return {
+        "ready": stats.ready,
+        "deferred": stats.deferred,
+        "inProgress": stats.running,
+        "oldestReadySeconds": round(stats.oldest_ready_seconds),
+        "deadLetters": stats.dead_letters,
+    }
+
+
+def limited_condition(decision: Decision, max_replicas: int, min_replicas: int) -> Condition:
+    """ScalingLimited, with HPA's reasons and a sentence saying which limit bit."""
+    wanted, got = decision.recommendation, decision.replicas
+    messages = {
+        Reason.WITHIN_RANGE: "the desired replicas are within the limits",
+        Reason.TOO_MANY_REPLICAS: f"{wanted} replicas wanted, capped at maxReplicas {max_replicas}",
+        Reason.TOO_FEW_REPLICAS: f"{wanted} replicas wanted, raised to minReplicas {min_replicas}",
+        Reason.SCALE_UP_LIMIT: f"{wanted} replicas wanted, {got} for now: scaleUp allows no "
+        "more per period",
+        Reason.SCALE_DOWN_LIMIT: f"{wanted} replicas wanted, {got} for now: scaleDown allows "
+        "no fewer per period",
+    }
+    reason = decision.limited
+    return Condition(
+        ConditionType.SCALING_LIMITED, decision.scaling_limited, reason, messages[reason]
+    )
+
+
+@dataclass(frozen=True)
+class ScalerReport:
+    """What the scaling loop knows after one poll of a queue."""
+
+    desired: int
+    queue: Mapping[str, Any] | None  # None: never read yet
+    reachable: Condition
+    limited: Condition | None  # None: not decided this poll (the probe failed): keep it
+    last_scale: tuple[str, str] | None  # (time, reason) of a scale made this poll
+    history: Mapping[str, Any]
+
+
+def scaler_status(
+    current: Mapping[str, Any] | None, report: ScalerReport, *, now: datetime
+) -> dict[str, Any]:
+    """The scaling loop's part of the status, complete (see `reconciler_status`)."""
+    current = current or {}
+    status: dict[str, Any] = {"desiredReplicas": report.desired}
+    queue = report.queue if report.queue is not None else current.get("queue")
+    if queue is not None:
+        status["queue"] = dict(queue)
+    if report.last_scale is not None:
+        status["lastScaleTime"], status["lastScaleReason"] = report.last_scale
+    else:
+        for key in ("lastScaleTime", "lastScaleReason"):
+            if current.get(key) is not None:
+                status[key] = current[key]
+    if report.history:
+        status["history"] = dict(report.history)
+    conditions = [_with_condition(current, report.reachable, generation=None, now=now)]
+    if report.limited is not None:
+        conditions.append(_with_condition(current, report.limited, generation=None, now=now))
+    elif (known := _condition(current, ConditionType.SCALING_LIMITED)) is not None:
+        conditions.append(known)
+    status["conditions"] = sorted(conditions, key=lambda entry: str(entry["type"]))
+    return status

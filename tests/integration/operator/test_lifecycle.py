@@ -7,10 +7,12 @@ another (the cluster-wide operator of test_reconcile.py is module-scoped and gon
 from __future__ import annotations
 
 import statistics
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
+from arq.connections import RedisSettings, create_pool
 from kubernetes_asyncio.client import ApiClient, AppsV1Api, CoreV1Api, V1ObjectMeta, V1Secret
 
 from arqfleet.operator import rbac
@@ -70,6 +72,18 @@ def arqfleet_writes(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+async def wait_replicas(
+    kube: ApiClient, namespace: str, wanted: Callable[[int], bool], what: str
+) -> int:
+    async def replicas() -> int | None:
+        dep = await get_deployment(kube, namespace, "q-worker")
+        count = None if dep is None else int(dep["spec"]["replicas"])
+        return count if count is not None and wanted(count) else None
+
+    found: int = await async_wait_for(replicas, timeout=30, what=what)
+    return found
+
+
 async def wait_reconciled(kube: ApiClient, namespace: str, name: str) -> dict[str, Any]:
     async def done() -> dict[str, Any] | None:
         condition = await ready_condition(kube, namespace, name)
@@ -109,8 +123,8 @@ async def test_restart_changes_nothing_that_was_right(
 
 @pytest.mark.parametrize(
     "operator_env",
-    # The operator's own defaults: discovery and Redis answers are cached, as in production.
-    [{"ARQFLEET_DISCOVERY_CACHE_SECONDS": "60", "ARQFLEET_REDIS_CHECK_SECONDS": "10"}],
+    # The operator's own defaults: discovery answers are cached, as in production.
+    [{"ARQFLEET_DISCOVERY_CACHE_SECONDS": "60", "ARQFLEET_QUEUE_STATUS_SECONDS": "15"}],
     ids=["default-caching"],
 )
 async def test_fifty_jobqueues_are_reconciled(
@@ -157,9 +171,9 @@ async def test_settings_typo_passes_the_schema_and_leaves_others_alone(
     )
     await create_jobqueue(kube, namespace, "fine", plain_spec())
     await wait_reconciled(kube, namespace, "fine")
-    broken = await ready_condition(kube, namespace, "broken")
-    assert broken is not None
-    assert broken["reason"] == "RedisSecretMissing"
+    broken = await wait_reconciled(kube, namespace, "broken")
+    [ready] = [c for c in broken["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready["reason"] == "RedisSecretMissing"
     assert namespaced_operator.popen is not None
     assert namespaced_operator.popen.poll() is None
 
@@ -177,25 +191,46 @@ async def podmonitor_api(kube_crds: ControlPlane) -> AsyncIterator[None]:
 
 @pytest.mark.usefixtures("podmonitor_api")
 async def test_rbac_rules_are_exactly_the_calls_made(
-    kube: ApiClient, kube_crds: ControlPlane, namespace: str
+    kube: ApiClient, kube_crds: ControlPlane, namespace: str, redis_url: str
 ) -> None:
     """Run every path under the namespaced Role alone; the audit log must use every rule."""
     user = "arqfleet-op-rbac-audit"
     kubeconfig = bind_operator_rbac(kube_crds, [namespace], user=user)
     process = OperatorProcess(kube_crds, kubeconfig, namespaces=[namespace])
     process.start()
+    backlog = redis.Redis.from_url(redis_url)
     try:
         await CoreV1Api(kube).create_namespaced_secret(
             namespace,
-            V1Secret(metadata=V1ObjectMeta(name="creds"), string_data={"url": "redis://r:6379"}),
+            V1Secret(metadata=V1ObjectMeta(name="creds"), string_data={"url": redis_url}),
         )
+        # 25 jobs waiting: the scaler scales up (pods that never get ready: no node here).
+        pool = await create_pool(RedisSettings.from_dsn(redis_url))
+        for i in range(25):
+            await pool.enqueue_job("fast", f"j{i}")
+        await pool.aclose()
         spec = {
             **plain_spec(disruptionBudget={"maxUnavailable": 1}),
             "redis": {"urlSecretRef": {"name": "creds", "key": "url"}},
-            "scaling": {"minReplicas": 1, "maxReplicas": 3},  # pods that never get ready
+            "scaling": {
+                "maxReplicas": 3,
+                "pollSeconds": 1,
+                "scaleDown": {"stabilizationSeconds": 0},
+            },
         }
         await create_jobqueue(kube, namespace, "q", spec)
         await wait_reconciled(kube, namespace, "q")
+        await wait_replicas(kube, namespace, lambda n: n == 3, "a scale-up to 3")
+        selector = "arqfleet.io/jobqueue=q"
+        pods = CoreV1Api(kube)
+
+        async def three_pods() -> bool:
+            listed = await pods.list_namespaced_pod(namespace, label_selector=selector)
+            return len(listed.items) == 3
+
+        await async_wait_for(three_pods, timeout=30, what="3 worker pods")
+        backlog.delete("arq:queue")  # the queue empties: scale down, idle pods first
+        await wait_replicas(kube, namespace, lambda n: n < 3, "a scale-down")
         pm_path = f"/apis/monitoring.coreos.com/v1/namespaces/{namespace}/podmonitors/q-worker"
         await async_wait_for(lambda: get_path(kube, pm_path), timeout=30, what="PodMonitor")
 
@@ -219,6 +254,7 @@ async def test_rbac_rules_are_exactly_the_calls_made(
 
         await async_wait_for(recreated, timeout=30, what="the Deployment recreated")
     finally:
+        backlog.close()
         assert process.stop() == 0, process.log()
 
     used = audited_calls(kube_crds, user)

@@ -163,20 +163,6 @@ def test_failure_keeps_replica_counts() -> None:
     assert wanted["conditions"][0]["reason"] == "InvalidSpec"
 
 
-def test_redis_condition_is_merged_beside_ready() -> None:
-    from arqfleet.operator.conditions import Condition, ConditionType
-
-    redis_down = Condition(ConditionType.REDIS_REACHABLE, False, Reason.REDIS_UNREACHABLE, "x")
-    patch = st.reconciler_status(
-        None, st.Observation(deployment(0), redis=redis_down), generation=1, now=NOW
-    )
-    assert [c["type"] for c in patch["conditions"]] == ["Ready", "RedisReachable"]
-    assert st.condition_status(patch, ConditionType.REDIS_REACHABLE) == "False"
-    # A report that could not check Redis keeps the last known RedisReachable.
-    again = st.reconciler_status(patch, st.Observation(deployment(0)), generation=1, now=NOW)
-    assert changed(patch, again) is None
-
-
 def test_secret_value_decodes_data() -> None:
     assert st.secret_value({"data": {"url": "cmVkaXM6Ly9y"}}, "url") == "redis://r"
     assert st.secret_value({"stringData": {"url": "redis://s"}}, "url") == "redis://s"

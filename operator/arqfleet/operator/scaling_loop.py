@@ -1,0 +1,172 @@
+"""The one scaling loop: every due JobQueue probed, decided and written, per Redis in rounds.
+
+One asyncio task for the whole operator, over kopf's index of JobQueues (no kopf timers or
+daemons: those put a finalizer on every JobQueue and run a task per object). Each queue is due
+every `spec.scaling.pollSeconds`, starting at a random phase so that many queues with the same
+period spread over it instead of arriving together. Due queues are grouped by Redis; each
+group is one probe round (one pipeline) in a task of its own, so a slow or dead Redis delays
+only its own queues, and a Redis whose round is still running is not probed again meanwhile.
+A failure of one queue's poll is logged and counted; the loop and the other queues go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from arqfleet.operator import metrics
+from arqfleet.operator.history import quantum
+from arqfleet.operator.queue_probe import ProbeError, ProbeRequest, ProbeResult, probe, window_for
+from arqfleet.operator.reconcile import JobQueueSnapshot, SpecError, parse_spec
+from arqfleet.operator.redis_pools import RedisPools, describe, pool_id
+from arqfleet.operator.scaler import Scaler
+from arqfleet.operator.state import Fleet, QueueState
+
+log = logging.getLogger(__name__)
+
+# Longest sleep between looks at the schedule: bounds how late a newly created JobQueue is
+# first seen (its own phase comes on top).
+MAX_IDLE_SECONDS = 0.25
+
+# kopf's index of JobQueues: (namespace, name) -> the snapshots stored under that key.
+JobQueueIndex = Mapping[tuple[str, str], Iterable[JobQueueSnapshot]]
+
+
+@dataclass
+class ScalingLoop:
+    index: JobQueueIndex
+    fleet: Fleet
+    pools: RedisPools
+    scaler: Scaler
+    probe_timeout_seconds: float = 3.0
+    _rounds: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                wait = self.tick(time.monotonic())
+            except Exception:  # one bad object must not stop scaling for everyone
+                log.exception("scaling loop: tick failed")
+                wait = MAX_IDLE_SECONDS
+            await asyncio.sleep(wait)
+
+    @property
+    def rounds_running(self) -> int:
+        return len(self._rounds)
+
+    async def stop(self) -> None:
+        for task in list(self._rounds.values()):
+            task.cancel()
+        await asyncio.gather(*self._rounds.values(), return_exceptions=True)
+
+    def tick(self, now: float) -> float:
+        """Start a probe round for every Redis with due queues; seconds until the next look."""
+        due: dict[str, list[tuple[JobQueueSnapshot, QueueState]]] = defaultdict(list)
+        earliest = now + MAX_IDLE_SECONDS
+        for jq in self._jobqueues():
+            state = self.fleet[jq.key]
+            scaling = state.scaling
+            if scaling.next_due is None:
+                # A random phase, so queues with the same period spread over it. Not crypto.
+                scaling.next_due = now + random.uniform(0, _poll_seconds(jq))
+            url = state.redis_url
+            if scaling.next_due > now or url is None:
+                earliest = min(earliest, scaling.next_due) if url is not None else earliest
+                continue
+            if pool_id(url) in self._rounds:
+                continue  # its Redis is still answering the last round
+            due[url].append((jq, state))
+        for url, queues in due.items():
+            key = pool_id(url)
+            task = asyncio.get_running_loop().create_task(
+                self._round(url, queues, now), name=f"arqfleet-probe-{key}"
+            )
+            self._rounds[key] = task
+            task.add_done_callback(lambda _, key=key: self._rounds.pop(key, None))  # type: ignore[misc]
+        return max(0.0, min(earliest - now, MAX_IDLE_SECONDS))
+
+    def _jobqueues(self) -> list[JobQueueSnapshot]:
+        found = []
+        for snapshots in list(self.index.values()):
+            for jq in snapshots:
+                if not jq.deleting:
+                    found.append(jq)
+        return found
+
+    async def _round(
+        self, url: str, queues: list[tuple[JobQueueSnapshot, QueueState]], started: float
+    ) -> None:
+        key = pool_id(url)
+        requests = []
+        for jq, state in queues:
+            assert state.scaling.next_due is not None
+            metrics.LOOP_LAG.observe(max(0.0, started - state.scaling.next_due))
+            requests.append(_request(jq))
+        began = time.monotonic()
+        results = await probe(self.pools.client(url), requests, timeout=self.probe_timeout_seconds)
+        metrics.PROBE_SECONDS.labels(key).observe(time.monotonic() - began)
+        metrics.REDIS_UP.labels(key).set(int(not all(isinstance(r, ProbeError) for r in results)))
+        where = describe(url)
+        await asyncio.gather(
+            *(
+                self._poll(jq, state, result, where)
+                for (jq, state), result in zip(queues, results, strict=True)
+            )
+        )
+        for jq, state in queues:
+            _reschedule(state, _poll_seconds(jq), time.monotonic())
+
+    async def _poll(
+        self,
+        jq: JobQueueSnapshot,
+        state: QueueState,
+        result: ProbeResult | ProbeError,
+        where: str,
+    ) -> None:
+        # The freshest snapshot kopf has: the one in the round may be a poll old.
+        jq = _latest(self.index, jq)
+        try:
+            await self.scaler.poll(jq, state, result, where)
+        except SpecError:
+            return  # reported by the reconciler as InvalidSpec
+        except Exception as error:
+            metrics.SCALING_ERRORS.labels(type(error).__name__).inc()
+            log.exception("%s/%s: scaling poll failed", jq.namespace, jq.name)
+
+
+def _reschedule(state: QueueState, poll: float, now: float) -> None:
+    """Next due one period after the last, keeping the queue's phase; a queue that fell more
+    than a period behind starts afresh from now instead of catching up in a burst."""
+    scaling = state.scaling
+    following = (scaling.next_due or now) + poll
+    scaling.next_due = following if following > now else now + poll
+
+
+def _poll_seconds(jq: JobQueueSnapshot) -> float:
+    try:
+        return float(parse_spec(jq).scaling.poll_seconds)
+    except SpecError:
+        return 30.0  # the reconciler reports the spec; look again now and then
+
+
+def _request(jq: JobQueueSnapshot) -> ProbeRequest:
+    spec = parse_spec(jq)
+    down = spec.scaling.scale_down.stabilization_seconds
+    return ProbeRequest(
+        queue_name=spec.queue_name,
+        window=window_for(spec.scaling.max_replicas, spec.worker.max_jobs),
+        # Deferred jobs due within the scale-down window (or the next poll) keep a worker
+        # (decision.recommend); the quantum covers the window's rounding.
+        due_soon_seconds=max(down + quantum(down), spec.scaling.poll_seconds),
+    )
+
+
+def _latest(index: JobQueueIndex, jq: JobQueueSnapshot) -> JobQueueSnapshot:
+    for found in index.get(jq.key, ()):
+        return found
+    return jq
