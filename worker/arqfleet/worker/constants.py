@@ -1,9 +1,9 @@
 """Redis key formats, wire formats and metric names that the worker writes and others read.
 
-The worker is the writer of heartbeats and dead letters; the operator (and `arqfleet dlq`) read
-them. Both sides import this module, so it must stay pure: standard library only, no Redis client,
-no clock. Everything a reader needs to interpret a key (its type, its fields, how expiry works)
-is documented here, next to the format.
+The worker is the writer of heartbeats, dead letters and the cron schedule; the operator (and
+`arqfleet dlq`) read them. Both sides import this module, so it must stay pure: standard library
+only, no Redis client, no clock. Everything a reader needs to interpret a key (its type, its
+fields, how expiry works) is documented here, next to the format.
 
 Heartbeats, per queue ``<q>``:
 
@@ -31,11 +31,14 @@ scaled to zero would never fire them; the operator wakes one worker shortly befo
 
 * ``arqfleet:cron-next:<q>`` is a STRING: JSON ``{"version": 1, "next_tick_ms": N}`` where N is
   the earliest next tick (epoch ms) over the settings' cron jobs, or null when the settings have
-  no cron jobs. Every worker rewrites it with each heartbeat, so it moves forward right after a
-  tick fires. It is **not** removed when a worker exits: it must outlive the fleet. It expires
-  a day after its tick (30 days when there are no cron jobs), so a deleted queue leaves nothing
-  behind for long. An absent key means "not known": no worker has run since it expired.
-  Read it with `parse_cron_next`.
+  no cron jobs. N is computed in the Worker's timezone as arq computes it (see `cron_schedule`).
+  Every worker rewrites it with each heartbeat, so it moves forward right after a tick fires. It
+  is **not** removed when a worker exits: it must outlive the fleet. It expires a day after its
+  tick (30 days when there are no cron jobs), so a deleted queue leaves nothing behind for long.
+  The writer computes that TTL in its script from Redis ``TIME``
+  (``max(0, N - TIME) + CRON_KEY_TTL_AFTER_TICK_MS``, or ``CRON_KEY_TTL_NO_CRON_MS``) and
+  refreshes it on every write. An absent key means "not known": no worker has run since it
+  expired. Read it with ``GET`` and `parse_cron_next` (None: no cron jobs; int: the tick).
 
 The queue name always comes last in a key, so any characters it contains (arq's default is
 ``arq:queue``) cannot collide with another key format.
@@ -143,9 +146,13 @@ def encode_cron_next(next_tick_ms: int | None) -> str:
 
 
 def parse_cron_next(raw: bytes | str) -> int | None:
-    """The next tick (epoch ms) of a cron-next value, or None for "no cron jobs".
+    """The next tick (epoch ms) of a cron-next value, or None when the settings have no cron jobs.
 
-    Raises `CronFormatError` when the value is malformed or of an unknown version."""
+    The three states a reader must tell apart: ``GET`` returned nil (the key is absent: the
+    schedule is not known, do not call this), this returned None (known: no cron jobs), this
+    returned an int (known: the earliest next tick, compare it with Redis ``TIME``). Raises
+    `CronFormatError` when the value is malformed, lacks a field or is of an unknown version.
+    """
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -153,13 +160,18 @@ def parse_cron_next(raw: bytes | str) -> int | None:
     if not isinstance(data, dict):
         raise CronFormatError("cron-next is not a JSON object")
     version = data.get("version")
-    if version != CRON_FORMAT_VERSION or isinstance(version, bool):
-        raise CronFormatError(f"unknown cron-next version {version!r}")
-    tick = data.get("next_tick_ms")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CronFormatError(f"cron-next 'version' is not an integer: {version!r}")
+    if version != CRON_FORMAT_VERSION:
+        raise CronFormatError(f"unknown cron-next version {version}")
+    # Required even when null: a value without it must not read as "no cron jobs".
+    if "next_tick_ms" not in data:
+        raise CronFormatError("cron-next has no 'next_tick_ms'")
+    tick = data["next_tick_ms"]
     if tick is None:
         return None
     if isinstance(tick, bool) or not isinstance(tick, int):
-        raise CronFormatError(f"cron-next 'next_tick_ms' is not an integer: {tick!r}")
+        raise CronFormatError(f"cron-next 'next_tick_ms' is not an integer or null: {tick!r}")
     return tick
 
 

@@ -5,7 +5,8 @@ operator sees a draining pod within a round trip rather than a period) and how a
 (one Lua script: prune expired pods, upsert this pod, refresh key TTLs, and publish the next cron
 tick, using Redis TIME so that no two clocks are compared). The cron key is never removed: it
 must outlive the fleet. The key formats and the reader's side are in `constants`. It must
-not block jobs: a failed beat is counted and retried next period, never raised.
+not block jobs: a failed beat is counted and retried next period, never raised, and a cron
+schedule that cannot be computed skips only the cron write.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Heartbeat:
         self.expiry_key = c.heartbeat_expiry_key(queue_name)
         self.cron_key = c.cron_next_key(queue_name)
         self.ttl_ms = int(interval * c.HEARTBEAT_TTL_BEATS * 1000)
+        self._cron_failing = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -87,11 +89,7 @@ class Heartbeat:
             draining=self.health.draining,
             max_jobs=self.max_jobs,
         )
-        cron_json = tick = ""
-        if self.cron_next is not None:
-            next_tick = self.cron_next()
-            cron_json = c.encode_cron_next(next_tick)
-            tick = "" if next_tick is None else str(next_tick)
+        cron_json, tick = self._cron_args()
         await self.redis.eval(
             _BEAT_LUA,
             3,
@@ -107,6 +105,23 @@ class Heartbeat:
             str(c.CRON_KEY_TTL_NO_CRON_MS),
             str(c.CRON_KEY_TTL_AFTER_TICK_MS),
         )
+
+    def _cron_args(self) -> tuple[str, str]:
+        """(cron-next JSON, next tick ms or '') for the script; ('', '') leaves the key alone."""
+        if self.cron_next is None:
+            return "", ""
+        try:
+            next_tick = self.cron_next()
+        except Exception as exc:
+            # The user's cron fields are evaluated here, possibly before arq evaluates them. One
+            # it cannot schedule must not stop the beats (the operator would take this busy pod
+            # for a dead one): skip the cron write, log once, and let arq report it its own way.
+            if not self._cron_failing:
+                logger.warning("cannot compute the next cron tick: %s: %s", type(exc).__name__, exc)
+            self._cron_failing = True
+            return "", ""
+        self._cron_failing = False
+        return c.encode_cron_next(next_tick), "" if next_tick is None else str(next_tick)
 
     def wake(self) -> None:
         """Beat now instead of at the end of the period (e.g. draining just started)."""

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from signal import Signals
 from typing import Any
 
@@ -201,6 +201,11 @@ async def run(settings: type | dict[str, Any], env: WorkerEnv) -> int:
         await server.stop()
 
 
+def _now_in(zone: tzinfo | None) -> datetime:
+    """Now in `zone`, or in the system's zone when None (arq's default for `timezone`)."""
+    return datetime.now(tz=zone) if zone is not None else datetime.now().astimezone()
+
+
 async def _run_worker(
     kwargs: dict[str, Any],
     env: WorkerEnv,
@@ -235,11 +240,12 @@ async def _run_worker(
     worker: FleetWorker | None = None
 
     def cron_next() -> int | None:
-        # arq's own schedule (CronJob.next_run), once the Worker exists; the operator wakes a
-        # worker before this tick when the fleet is at zero.
-        jobs = worker.cron_jobs if worker is not None else kwargs.get("cron_jobs") or ()
-        zone = worker.timezone if worker is not None else None
-        return next_tick_ms(jobs, datetime.now(tz=zone).astimezone())
+        # Evaluated at each beat, so the published tick moves on right after a tick fires; the
+        # operator wakes a worker before it when the fleet is at zero. In the Worker's timezone
+        # (arq's default is the system's), never converted: hour and weekday match in that zone.
+        if worker is None:  # beats start after the Worker exists; this only satisfies typing
+            return next_tick_ms(kwargs.get("cron_jobs") or (), _now_in(kwargs.get("timezone")))
+        return next_tick_ms(worker.cron_jobs, _now_in(worker.timezone))
 
     heartbeat = Heartbeat(
         pool,
