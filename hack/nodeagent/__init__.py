@@ -15,7 +15,8 @@ declared containerPort is rewritten to that host port, probes go to it, and the 
 written on the pod as the annotation `nodeagent.arqfleet.io/host-ports` ({"http": 41234}).
 
 Like kubelet it reports phase, podIP/hostIP 127.0.0.1, containerStatuses (state, lastState with
-exit code and the log tail as message, as terminationMessagePolicy FallbackToLogsOnError),
+exit code, and the log tail as message only under terminationMessagePolicy FallbackToLogsOnError
+with a non-zero exit: there is no termination message file, so policy File gives no message),
 conditions from the httpGet/tcpSocket readiness probe, restarts on liveness failure and on exit
 (restartPolicy Always/OnFailure) with exponential back-off (CrashLoopBackOff). A pod with a
 deletionTimestamp gets SIGTERM, deletionGracePeriodSeconds to exit, then SIGKILL, and is then

@@ -36,6 +36,20 @@ def log_tail(path: Path | None) -> str:
     return "\n".join(data.splitlines()[-LOG_TAIL_LINES:]).strip()
 
 
+def termination_message(spec: Obj, code: int, log_path: Path | None) -> str:
+    """lastState.terminated.message as kubelet sets it (kuberuntime_container.go).
+
+    Kubelet reads the container's terminationMessagePath file (default /dev/termination-log)
+    first. The agent runs no container filesystem, so that file never exists here: with the
+    default policy "File" there is no message; with "FallbackToLogsOnError" the log tail stands
+    in, and only for a non-zero exit code.
+    """
+    policy = spec.get("terminationMessagePolicy", "File")
+    if policy == "FallbackToLogsOnError" and code != 0:
+        return log_tail(log_path)
+    return ""
+
+
 class ConfigError(Exception):
     """The container cannot start yet (missing Secret/key): CreateContainerConfigError."""
 
@@ -156,7 +170,7 @@ class PodWorker:
             "finishedAt": now_iso(),
             "containerID": container.container_id,
         }
-        if code != 0 and (message := log_tail(container.log_path)):
+        if message := termination_message(container.spec, code, container.log_path):
             terminated["message"] = message
         container.process, container.ready = None, False
         log.info("%s: container %s exited with %d", self.key, container.name, code)

@@ -1,8 +1,8 @@
 """The node agent's kubelet contract, with hand-written pods and small local commands.
 
 The worker tests exercise the happy path through the operator; these pin down what they rely on:
-SIGKILL after the grace period, liveness restarts, terminal phases with the log tail as the
-message, and env resolution with the one-host port remap.
+SIGKILL after the grace period, liveness restarts, terminal phases with the message as
+terminationMessagePolicy decides, and env resolution with the one-host port remap.
 """
 
 from __future__ import annotations
@@ -114,21 +114,34 @@ async def test_a_failing_liveness_probe_restarts_the_container(
     assert '"GET / HTTP/1.1" 200' in node_agent.pod_log("unhealthy")
 
 
-async def test_restart_policy_never_ends_failed_with_the_log_tail(
+async def test_restart_policy_never_ends_failed_and_the_message_follows_the_policy(
     kube: ApiClient, namespace: str, node_agent: NodeAgentProcess
 ) -> None:
-    script = "import sys; print('cannot go on', file=sys.stderr); sys.exit(3)"
-    body = pod("once", {"command": ["python", "-c", script]}, restartPolicy="Never")
-    await create(kube, namespace, "pods", body)
+    # As kubelet: the message comes from the termination message file (which the agent never
+    # has), or under FallbackToLogsOnError from the log tail, and then only for an error exit.
+    failing = "import sys; print('cannot go on', file=sys.stderr); sys.exit(3)"
+    fine = "print('all done')"
+    fallback = {"terminationMessagePolicy": "FallbackToLogsOnError"}
+    pods: dict[str, dict[str, Any]] = {
+        "file": {"command": ["python", "-c", failing]},  # the API server defaults "File"
+        "fallback": {"command": ["python", "-c", failing], **fallback},
+        "fallback-ok": {"command": ["python", "-c", fine], **fallback},
+    }
+    for name, container in pods.items():
+        await create(kube, namespace, "pods", pod(name, container, restartPolicy="Never"))
 
-    def failed(found: dict[str, Any]) -> dict[str, Any] | None:
-        return found if found["status"].get("phase") == "Failed" else None
+    def ended(found: dict[str, Any]) -> dict[str, Any] | None:
+        return found if found["status"].get("phase") in {"Failed", "Succeeded"} else None
 
-    found = await wait_pod(kube, namespace, "once", failed, "phase Failed")
-    terminated = container_status(found)["state"]["terminated"]
-    assert terminated["exitCode"] == 3
-    assert terminated["message"] == "cannot go on"
-    assert container_status(found)["restartCount"] == 0
+    found = {name: await wait_pod(kube, namespace, name, ended, "ended") for name in pods}
+    assert found["file"]["spec"]["containers"][0]["terminationMessagePolicy"] == "File"
+    terminated = {name: container_status(p)["state"]["terminated"] for name, p in found.items()}
+    assert [found[name]["status"]["phase"] for name in pods] == ["Failed", "Failed", "Succeeded"]
+    assert [terminated[name]["exitCode"] for name in pods] == [3, 3, 0]
+    assert "message" not in terminated["file"]
+    assert terminated["fallback"]["message"] == "cannot go on"
+    assert "message" not in terminated["fallback-ok"]
+    assert all(container_status(p)["restartCount"] == 0 for p in found.values())
 
 
 async def test_env_from_values_secrets_config_maps_and_the_downward_api(

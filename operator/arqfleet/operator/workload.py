@@ -132,6 +132,10 @@ def worker_container(spec: JobQueueSpec) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        # A worker that fails (exit 2: cannot import the settings) writes no termination file;
+        # with this policy kubelet puts its last log lines in lastState.terminated.message, where
+        # the user and our Ready condition (status.pod_problem) find why it crash-loops.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if worker.image_pull_policy is not None:
         container["imagePullPolicy"] = worker.image_pull_policy

@@ -126,6 +126,7 @@ async def test_create_gives_a_deployment_with_every_field(kube: ApiClient, names
     }
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert container["resources"] == {"requests": {"cpu": "100m"}}
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
     pdb_path = f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/q-worker"
     pdb = await async_wait_for(lambda: get_path(kube, pdb_path), timeout=30, what="the PDB")

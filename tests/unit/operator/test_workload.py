@@ -91,6 +91,13 @@ def test_restricted_security_context_and_writable_tmp() -> None:
     assert pod["automountServiceAccountToken"] is False
 
 
+def test_a_failing_worker_reports_its_last_log_lines() -> None:
+    # Kubelet's default ("File") leaves the message empty: the worker writes no termination file.
+    assert container(workload.deployment(REF, spec()))["terminationMessagePolicy"] == (
+        "FallbackToLogsOnError"
+    )
+
+
 def test_user_labels_cannot_break_the_selector() -> None:
     body = workload.deployment(
         REF, spec(worker={**minimal_spec()["worker"], "podLabels": {"a": "b"}})
