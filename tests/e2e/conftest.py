@@ -37,10 +37,18 @@ def node_agent(
 
 
 @pytest.fixture
-def e2e_operator(kube_crds: ControlPlane, namespace: str) -> Iterator[OperatorProcess]:
+def operator_env() -> dict[str, str]:
+    """Extra ARQFLEET_* environment for `e2e_operator` (a test module may override this)."""
+    return {}
+
+
+@pytest.fixture
+def e2e_operator(
+    kube_crds: ControlPlane, namespace: str, operator_env: dict[str, str]
+) -> Iterator[OperatorProcess]:
     """The real operator, bound to the shipped namespaced RBAC, watching this namespace only."""
     kubeconfig = bind_operator_rbac(kube_crds, [namespace], user=f"arqfleet-op-e2e-{namespace}")
-    process = OperatorProcess(kube_crds, kubeconfig, namespaces=[namespace])
+    process = OperatorProcess(kube_crds, kubeconfig, namespaces=[namespace], env=operator_env)
     process.start()
     yield process
     assert process.stop() == 0, process.log()

@@ -16,7 +16,12 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, V1
 from arqfleet.operator import models
 from arqfleet.worker.constants import heartbeats_key
 from tests.support.nodeagent_process import NodeAgentProcess, host_ports
-from tests.support.operator_checks import create_jobqueue, get_jobqueue, get_path, ready_condition
+from tests.support.operator_checks import (
+    create_jobqueue,
+    get_jobqueue,
+    list_pods,
+    ready_condition,
+)
 from tests.support.operator_process import OperatorProcess
 from tests.support.waiting import async_wait_for, wait_for
 
@@ -39,14 +44,6 @@ def fleet_spec(redis_url: str, settings: str = EXAMPLE_SETTINGS, **worker: Any) 
         },
         "scaling": {"minReplicas": 1, "maxReplicas": 1, "pollSeconds": 1},
     }
-
-
-async def list_pods(api: ApiClient, namespace: str, jobqueue: str) -> list[dict[str, Any]]:
-    listed = await get_path(
-        api,
-        f"/api/v1/namespaces/{namespace}/pods?labelSelector=arqfleet.io%2Fjobqueue%3D{jobqueue}",
-    )
-    return list((listed or {}).get("items") or [])
 
 
 async def wait_ready(api: ApiClient, namespace: str, name: str) -> dict[str, Any]:

@@ -75,3 +75,12 @@ async def get_path(api: ApiClient, path: str) -> dict[str, Any] | None:
             return None
         raise
     return found
+
+
+async def list_pods(api: ApiClient, namespace: str, jobqueue: str) -> list[dict[str, Any]]:
+    """The worker pods of a JobQueue, as JSON."""
+    listed = await get_path(
+        api,
+        f"/api/v1/namespaces/{namespace}/pods?labelSelector=arqfleet.io%2Fjobqueue%3D{jobqueue}",
+    )
+    return list((listed or {}).get("items") or [])

@@ -59,7 +59,7 @@ class ScaleReason(StrEnum):
     CRON_DISCOVERY = "CronDiscovery"  # one worker to learn the app's cron schedule
     AWAITING_ACTIVATION = "AwaitingActivation"  # at zero, fewer ready jobs than activationJobs
     QUEUE_EMPTY = "QueueEmpty"  # nothing ready, running or due soon
-    STABILIZING = "Stabilizing"  # held by a stabilization window
+    STABILIZING = "StabilizationWindow"  # held (or lowered only this far) by a window
     PAUSED = "Paused"  # spec.paused: replicas frozen
     PROBE_FAILED = "ProbeFailed"  # the queue could not be read: replicas frozen
 

@@ -19,8 +19,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from kubernetes_asyncio.client.exceptions import ApiException
+
 from arqfleet.operator import metrics
 from arqfleet.operator.history import quantum
+from arqfleet.operator.kube import is_gone
 from arqfleet.operator.queue_probe import ProbeError, ProbeRequest, ProbeResult, probe, window_for
 from arqfleet.operator.reconcile import JobQueueSnapshot, SpecError, parse_spec
 from arqfleet.operator.redis_pools import RedisPools, describe, pool_id
@@ -29,6 +32,8 @@ from arqfleet.operator.state import Fleet, QueueState
 
 log = logging.getLogger(__name__)
 
+# How soon a queue whose spec stopped parsing is looked at again.
+FALLBACK_POLL_SECONDS = 30.0
 # Longest sleep between looks at the schedule: bounds how late a newly created JobQueue is
 # first seen (its own phase comes on top).
 MAX_IDLE_SECONDS = 0.25
@@ -71,9 +76,12 @@ class ScalingLoop:
         for jq in self._jobqueues():
             state = self.fleet[jq.key]
             scaling = state.scaling
+            poll = _poll_seconds(jq)
+            if poll is None:
+                continue  # a spec the models refuse: the reconciler reports it
             if scaling.next_due is None:
                 # A random phase, so queues with the same period spread over it. Not crypto.
-                scaling.next_due = now + random.uniform(0, _poll_seconds(jq))
+                scaling.next_due = now + random.uniform(0, poll)
             url = state.redis_url
             if scaling.next_due > now or url is None:
                 earliest = min(earliest, scaling.next_due) if url is not None else earliest
@@ -101,6 +109,19 @@ class ScalingLoop:
     async def _round(
         self, url: str, queues: list[tuple[JobQueueSnapshot, QueueState]], started: float
     ) -> None:
+        try:
+            await self._probe_and_poll(url, queues, started)
+        except Exception as error:  # the next round must come whatever failed in this one
+            metrics.SCALING_ERRORS.labels(type(error).__name__).inc()
+            log.exception("scaling loop: probe round failed")
+        finally:
+            now = time.monotonic()
+            for jq, state in queues:
+                _reschedule(state, _poll_seconds(jq) or FALLBACK_POLL_SECONDS, now)
+
+    async def _probe_and_poll(
+        self, url: str, queues: list[tuple[JobQueueSnapshot, QueueState]], started: float
+    ) -> None:
         key = pool_id(url)
         requests = []
         for jq, state in queues:
@@ -118,8 +139,6 @@ class ScalingLoop:
                 for (jq, state), result in zip(queues, results, strict=True)
             )
         )
-        for jq, state in queues:
-            _reschedule(state, _poll_seconds(jq), time.monotonic())
 
     async def _poll(
         self,
@@ -129,11 +148,18 @@ class ScalingLoop:
         where: str,
     ) -> None:
         # The freshest snapshot kopf has: the one in the round may be a poll old.
-        jq = _latest(self.index, jq)
+        latest = _latest(self.index, jq)
+        if latest is None or latest.deleting or self.fleet.get(jq.key) is not state:
+            return  # deleted while its probe ran: nothing to scale or report
         try:
-            await self.scaler.poll(jq, state, result, where)
+            await self.scaler.poll(latest, state, result, where)
         except SpecError:
             return  # reported by the reconciler as InvalidSpec
+        except ApiException as error:
+            if is_gone(error):
+                return  # the JobQueue or its namespace went away meanwhile
+            metrics.SCALING_ERRORS.labels(type(error).__name__).inc()
+            log.warning("%s/%s: scaling poll failed: %s", jq.namespace, jq.name, error.reason)
         except Exception as error:
             metrics.SCALING_ERRORS.labels(type(error).__name__).inc()
             log.exception("%s/%s: scaling poll failed", jq.namespace, jq.name)
@@ -147,11 +173,12 @@ def _reschedule(state: QueueState, poll: float, now: float) -> None:
     scaling.next_due = following if following > now else now + poll
 
 
-def _poll_seconds(jq: JobQueueSnapshot) -> float:
+def _poll_seconds(jq: JobQueueSnapshot) -> float | None:
+    """The queue's poll period, or None when its spec cannot be read."""
     try:
         return float(parse_spec(jq).scaling.poll_seconds)
     except SpecError:
-        return 30.0  # the reconciler reports the spec; look again now and then
+        return None
 
 
 def _request(jq: JobQueueSnapshot) -> ProbeRequest:
@@ -166,7 +193,7 @@ def _request(jq: JobQueueSnapshot) -> ProbeRequest:
     )
 
 
-def _latest(index: JobQueueIndex, jq: JobQueueSnapshot) -> JobQueueSnapshot:
+def _latest(index: JobQueueIndex, jq: JobQueueSnapshot) -> JobQueueSnapshot | None:
     for found in index.get(jq.key, ()):
         return found
-    return jq
+    return None

@@ -6,6 +6,9 @@ another (the cluster-wide operator of test_reconcile.py is module-scoped and gon
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
 import statistics
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -31,6 +34,7 @@ from tests.support.operator_process import (
     bind_operator_rbac,
     reconcile_durations_ms,
 )
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -73,10 +77,10 @@ def arqfleet_writes(deployment: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def wait_replicas(
-    kube: ApiClient, namespace: str, wanted: Callable[[int], bool], what: str
+    kube: ApiClient, namespace: str, wanted: Callable[[int], bool], what: str, name: str = "q"
 ) -> int:
     async def replicas() -> int | None:
-        dep = await get_deployment(kube, namespace, "q-worker")
+        dep = await get_deployment(kube, namespace, f"{name}-worker")
         count = None if dep is None else int(dep["spec"]["replicas"])
         return count if count is not None and wanted(count) else None
 
@@ -262,3 +266,54 @@ async def test_rbac_rules_are_exactly_the_calls_made(
     assert used <= granted, f"calls the rules do not grant: {used - granted}"
     unused = granted - used - rbac.AUTHORIZATION_ONLY
     assert not unused, f"rules granted but never used: {sorted(unused)}"
+
+
+async def test_a_hung_redis_delays_only_its_own_queues(
+    kube: ApiClient, namespace: str, namespaced_operator: OperatorProcess
+) -> None:
+    hung, healthy = RedisServer(), RedisServer()
+    hung.start()
+    healthy.start()
+    try:
+        scaling = {"maxReplicas": 3, "pollSeconds": 1, "scaleDown": {"stabilizationSeconds": 0}}
+        for name, server in (("on-hung", hung), ("on-healthy", healthy)):
+            spec = {**plain_spec(), "redis": {"url": server.url}, "scaling": scaling}
+            await create_jobqueue(kube, namespace, name, spec)
+        # Both polled while their Redis answers (each learns it is reachable).
+        for name in ("on-hung", "on-healthy"):
+            await async_wait_for(
+                functools.partial(_reachable, kube, namespace, name),
+                timeout=30,
+                what=f"{name} RedisReachable=True",
+            )
+        assert hung.process is not None
+        os.kill(hung.process.pid, signal.SIGSTOP)
+        try:
+            pool = await create_pool(RedisSettings.from_dsn(healthy.url))
+            for i in range(25):
+                await pool.enqueue_job("fast", f"j{i}")
+            await pool.aclose()
+            # The healthy Redis's queue scales within a few polls although every round on the
+            # hung one waits out its whole deadline.
+            await wait_replicas(kube, namespace, lambda n: n == 3, "on-healthy up", "on-healthy")
+            condition = await async_wait_for(
+                lambda: _unreachable(kube, namespace, "on-hung"),
+                timeout=30,
+                what="on-hung RedisReachable=False",
+            )
+            assert "did not answer" in condition["message"]
+        finally:
+            os.kill(hung.process.pid, signal.SIGCONT)
+    finally:
+        hung.cleanup()
+        healthy.cleanup()
+
+
+async def _reachable(kube: ApiClient, namespace: str, name: str) -> bool:
+    condition = await ready_condition(kube, namespace, name, "RedisReachable")
+    return bool(condition and condition["status"] == "True")
+
+
+async def _unreachable(kube: ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    condition = await ready_condition(kube, namespace, name, "RedisReachable")
+    return condition if condition and condition["status"] == "False" else None

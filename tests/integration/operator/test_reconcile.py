@@ -3,7 +3,9 @@ kept that way against edits and deletion, and garbage-collected with its JobQueu
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import subprocess
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ from tests.support.operator_checks import (
     ready_condition,
 )
 from tests.support.operator_process import OperatorProcess
+from tests.support.prometheus_tools import promtool_binary
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for
 
@@ -429,3 +432,35 @@ async def test_redis_password_from_a_secret_never_shows(kube: ApiClient, namespa
     assert "pw" not in condition["message"]
     jq = await get_path(kube, f"/apis/arqfleet.io/v1alpha1/namespaces/{namespace}/jobqueues/q")
     assert ":pw@" not in str(jq)
+
+
+async def test_operator_metrics_pass_promtool_and_carry_no_secret(
+    kube: ApiClient, namespace: str, operator: OperatorProcess, redis_server: RedisServer
+) -> None:
+    await create_jobqueue(
+        kube, namespace, "q", {**secret_spec(), "redis": {"url": redis_server.url}}
+    )
+
+    async def scaled() -> bool:
+        return 'arqfleet_replicas_desired{jobqueue="q",namespace="' + namespace in (
+            operator.metrics()
+        )
+
+    await async_wait_for(scaled, timeout=30, what="per-queue metrics")
+    text = operator.metrics()
+    checked = await asyncio.to_thread(
+        subprocess.run,
+        [str(promtool_binary()), "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for name in (
+        "arqfleet_probe_duration_seconds_bucket",
+        "arqfleet_redis_up",
+        "arqfleet_queue_ready_jobs",
+    ):
+        assert name in text
+    assert f"127.0.0.1:{redis_server.port}" not in text  # Redis is named by a hash, never a URL
