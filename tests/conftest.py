@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
+import redis
+from arq.connections import ArqRedis, RedisSettings, create_pool
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, V1Namespace, V1ObjectMeta
 
 from localcluster import ControlPlane
 from tests.support.kube import REPO_ROOT, api_client, kubectl
 from tests.support.operator_process import OperatorProcess, bind_operator_rbac
 from tests.support.redis_server import RedisServer
+from tests.support.worker_process import WorkerProcess
 
 
 @pytest.fixture
@@ -25,6 +29,37 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+@pytest.fixture
+async def arq_pool(redis_url: str) -> AsyncIterator[ArqRedis]:
+    """An arq client on the test's Redis, to enqueue real jobs."""
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    yield pool
+    await pool.aclose()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Any]:
+    """A plain (sync) redis-py client on the test's Redis, to look at what was written."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def start_worker(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: start a worker subprocess (extra env as kwargs); every one is killed at the end."""
+    started: list[WorkerProcess] = []
+
+    def start(**env: str) -> WorkerProcess:
+        worker = WorkerProcess(redis_url, env=env).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 # -- the local Kubernetes control plane ----------------------------------------------------

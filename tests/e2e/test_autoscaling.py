@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from kubernetes_asyncio.client import ApiClient
 
 from arqfleet.operator.redis_pools import pool_id
@@ -134,13 +133,6 @@ async def timeline(api: ApiClient, namespace: str, name: str) -> AsyncIterator[T
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.fixture
-async def arq_pool(redis_url: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    yield pool
-    await pool.aclose()
 
 
 @pytest.fixture

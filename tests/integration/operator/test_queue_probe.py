@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-import redis
 import redis.asyncio as aioredis
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.constants import abort_jobs_ss
 
 from arqfleet.operator.queue_probe import ProbeError, ProbeRequest, ProbeResult, probe
@@ -31,34 +30,6 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     connection = aioredis.Redis.from_url(redis_url, socket_timeout=2)
     yield connection
     await connection.aclose()
-
-
-@pytest.fixture
-async def arq_pool(redis_url: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    yield pool
-    await pool.aclose()
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def start_worker(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(**env: str) -> WorkerProcess:
-        worker = WorkerProcess(redis_url, env=env).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 async def probe_one(client: aioredis.Redis, req: ProbeRequest | None = None) -> ProbeResult:
