@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup demo test lint unit e2e crd cluster-up cluster-down
+.PHONY: help setup demo test lint unit e2e crd chart-files cluster-up cluster-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,8 +29,13 @@ unit: ## pure tests only (no servers)
 e2e: setup ## the end-to-end tier: operator + node agent + real worker pods
 	$(VENV)/pytest tests/e2e
 
-crd: ## regenerate crds/ from the pydantic models
+crd: chart-files ## regenerate crds/ (and the chart's copies) from the pydantic models
+
+chart-files: ## regenerate what the chart and deploy/ copy from Python: CRD, RBAC rules, bundle
 	$(VENV)/arqfleet crd --output crds/
+	$(VENV)/arqfleet crd --output charts/arqfleet/files/crds/
+	$(VENV)/arqfleet rbac --rules-only > charts/arqfleet/files/rbac-rules.yaml
+	hack/render-bundle
 
 cluster-up: setup ## start etcd + kube-apiserver + kube-controller-manager on loopback
 	@hack/cluster up

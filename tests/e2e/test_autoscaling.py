@@ -521,7 +521,11 @@ async def test_operator_killed_in_a_scale_down_window_resumes_the_same_window(
     assert time.time() < earliest - 5, "the kill must land inside the window"
     async with timeline(kube, namespace, "restart") as line:
         await asyncio.to_thread(e2e_operator.start)  # blocking: keep sampling meanwhile
-        await wait_replicas(kube, namespace, "restart", lambda n: n == 0, within=60, what="zero")
+
+        async def sampled_zero() -> bool:
+            return line.first_change_after(0, 3) is not None
+
+        await async_wait_for(sampled_zero, timeout=60, what="the scale-down, as sampled")
     change = line.first_change_after(0, 3)
     assert change is not None, (line.samples[:3], line.errors[:3])
     changed_at = change[0] - time.monotonic() + time.time()

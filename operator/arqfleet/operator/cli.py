@@ -32,6 +32,10 @@ def _crd(args: argparse.Namespace) -> int:
 
 
 def _rbac(args: argparse.Namespace) -> int:
+    if args.rules_only:
+        # What the Helm chart templates its Role/ClusterRole from: one source for both.
+        sys.stdout.write(yaml.safe_dump({"rules": rbac.NAMESPACED_RULES}, sort_keys=False))
+        return 0
     objects = (
         rbac.namespaced(
             args.namespace, service_account=args.service_account, namespace=args.operator_namespace
@@ -67,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     rbac_cmd.add_argument("--service-account", default="arqfleet-operator")
     rbac_cmd.add_argument(
         "--operator-namespace", default="arqfleet-system", help="where the operator runs"
+    )
+    rbac_cmd.add_argument(
+        "--rules-only", action="store_true", help="print only the rules (the chart's source)"
     )
     rbac_cmd.set_defaults(func=_rbac)
 

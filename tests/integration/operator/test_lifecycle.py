@@ -20,7 +20,8 @@ from kubernetes_asyncio.client import ApiClient, AppsV1Api, CoreV1Api, V1ObjectM
 
 from arqfleet.operator import rbac
 from localcluster import ControlPlane
-from tests.support.kube import REPO_ROOT, kubectl, merge_patch_jobqueue
+from tests.support.kube import kubectl, merge_patch_jobqueue
+from tests.support.monitoring_crds import crd_file
 from tests.support.operator_checks import (
     create_jobqueue,
     get_deployment,
@@ -184,7 +185,7 @@ async def test_settings_typo_passes_the_schema_and_leaves_others_alone(
 
 @pytest.fixture
 async def podmonitor_api(kube_crds: ControlPlane) -> AsyncIterator[None]:
-    manifest = str(REPO_ROOT / "tests" / "support" / "manifests" / "podmonitor-crd.yaml")
+    manifest = str(crd_file("podmonitors"))
     kubectl(kube_crds, "apply", "-f", manifest)
     kubectl(
         kube_crds, "wait", "--for=condition=Established", "crd/podmonitors.monitoring.coreos.com"

@@ -20,6 +20,7 @@ from kubernetes_asyncio.client import (
 
 from arqfleet.operator import models
 from tests.support.kube import merge_patch_jobqueue
+from tests.support.monitoring_crds import crd_file
 from tests.support.operator_checks import (
     create_jobqueue,
     event_reasons,
@@ -328,9 +329,9 @@ async def test_missing_secret_gives_condition_and_event_then_heals(
 async def test_podmonitor_created_only_when_its_api_is_served(
     kube: ApiClient, namespace: str, operator: OperatorProcess
 ) -> None:
-    from tests.support.kube import REPO_ROOT, kubectl
+    from tests.support.kube import kubectl
 
-    manifest = str(REPO_ROOT / "tests" / "support" / "manifests" / "podmonitor-crd.yaml")
+    manifest = str(crd_file("podmonitors"))
     path = f"/apis/monitoring.coreos.com/v1/namespaces/{namespace}/podmonitors/q-worker"
     await create_jobqueue(
         kube, namespace, "q", {**secret_spec(), "redis": {"url": "redis://r:6379"}}
