@@ -94,7 +94,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     ours = OperatorSettings()
     configure_kopf(settings, ours)
     memo.settings = ours
-    memo.kube = await KubeClient.connect(ours.kubeconfig)
+    memo.kube = await KubeClient.connect(
+        ours.kubeconfig, timeout_seconds=ours.api_request_timeout_seconds
+    )
     memo.redis = RedisPools()
     memo.fleet = Fleet()
     memo.reconciler = Reconciler(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
@@ -91,13 +92,36 @@ async def retry_conflicts(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+# Answers worth asking again: the API server is busy (429, priority and fairness), restarting
+# or behind a failing proxy (5xx). A refused object is a 4xx and is never retried.
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Attempts of one call, and the first back-off (doubled each time): a call gives up within
+# about a second and a half of back-off, on top of its timeouts.
+ATTEMPTS = 3
+FIRST_BACKOFF_SECONDS = 0.5
+
+
+def is_transient(error: BaseException) -> bool:
+    """Would asking again likely get another answer? (never for a refused object)"""
+    if isinstance(error, ApiException):
+        if error.status == 500 and "failed to create typed patch object" in str(error.body):
+            return False  # server-side apply's "wrong shape": the object, not the server
+        return error.status in RETRIED_STATUSES
+    return isinstance(error, TimeoutError | aiohttp.ClientError)
+
+
 @dataclass
 class KubeClient:
     api: client.ApiClient
     calls: set[Call] = field(default_factory=set)
+    timeout_seconds: float = 30.0
+    """Total time of one request: kubernetes_asyncio's default is no limit at all, and one
+    hung call would hold its JobQueue's lock (and so its scaling) forever."""
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None) -> KubeClient:
+    async def connect(
+        cls, kubeconfig: str | None = None, *, timeout_seconds: float = 30.0
+    ) -> KubeClient:
         """In-cluster credentials when running in a pod, else the kubeconfig (like kubectl)."""
         configuration = client.Configuration()
         try:
@@ -110,7 +134,7 @@ class KubeClient:
             await config.load_kube_config(
                 config_file=kubeconfig, client_configuration=configuration
             )
-        return cls(client.ApiClient(configuration))
+        return cls(client.ApiClient(configuration), timeout_seconds=timeout_seconds)
 
     async def close(self) -> None:
         await self.api.close()
@@ -129,17 +153,29 @@ class KubeClient:
     ) -> dict[str, Any]:
         resource = kind.plural + (f"/{subresource}" if subresource else "")
         self.calls.add(Call(verb, kind.group, resource))
-        result: dict[str, Any] = await self.api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            response_types_map={200: "object", 201: "object"},
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-        )
-        return result
+        # Every call we make is idempotent (reads, server-side applies, merge patches of fixed
+        # values, deletes) except creating an Event, which is not worth a duplicate.
+        attempts = 1 if verb == "create" else ATTEMPTS
+        for attempt in range(attempts):
+            try:
+                result: dict[str, Any] = await self.api.call_api(
+                    path,
+                    method,
+                    query_params=query or [],
+                    header_params={"Content-Type": content_type, "Accept": "application/json"},
+                    body=body,
+                    response_types_map={200: "object", 201: "object"},
+                    auth_settings=["BearerToken"],
+                    _return_http_data_only=True,
+                    _request_timeout=self.timeout_seconds,
+                )
+                return result
+            except Exception as error:
+                if attempt == attempts - 1 or not is_transient(error):
+                    raise
+                log.info("%s %s: %s, trying again", method, path, _brief(error))
+                await asyncio.sleep(FIRST_BACKOFF_SECONDS * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def get(
         self, kind: Kind, namespace: str, name: str, *, subresource: str | None = None
@@ -251,6 +287,7 @@ class KubeClient:
                 response_types_map={200: "object"},
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
+                _request_timeout=self.timeout_seconds,
             )
         except ApiException as error:
             if error.status == 404:
@@ -266,5 +303,12 @@ class KubeClient:
             response_types_map={200: "object"},
             auth_settings=["BearerToken"],
             _return_http_data_only=True,
+            _request_timeout=self.timeout_seconds,
         )
         return str(info.get("gitVersion"))
+
+
+def _brief(error: BaseException) -> str:
+    if isinstance(error, ApiException):
+        return f"{error.status} {error.reason}"
+    return type(error).__name__

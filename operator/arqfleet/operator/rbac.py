@@ -31,7 +31,8 @@ NAMESPACED_RULES: list[Rule] = [
     _rule("apps", ["deployments"], ["get", "list", "watch", "create", "patch"]),
     _rule("apps", ["deployments/scale"], ["patch"]),
     _rule("policy", ["poddisruptionbudgets"], ["get", "create", "patch", "delete"]),
-    _rule(c.PODMONITOR_GROUP, [c.PODMONITOR_PLURAL], ["create", "patch"]),
+    # The PodMonitor of each JobQueue; read and deleted when monitoring.podMonitor turns off.
+    _rule(c.PODMONITOR_GROUP, [c.PODMONITOR_PLURAL], ["get", "create", "patch", "delete"]),
     # The Redis URL may live in a Secret: read that one object (never list or watch).
     _rule("", ["secrets"], ["get"]),
     # Worker pods (ours, by label): kopf watches them, so a crash-looping pod is explained in

@@ -107,7 +107,20 @@ def parse_spec(jq: JobQueueSnapshot) -> JobQueueSpec:
     try:
         return JobQueueSpec.model_validate(jq.spec)
     except ValidationError as error:
-        raise SpecError(str(error)) from error
+        raise SpecError(describe_validation_error(error)) from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """The field paths and messages of a validation error, and nothing of the input.
+
+    pydantic's own text quotes the offending value (`input_value=...`), which for a Redis URL
+    written around the schema is a password: it would reach the status, an Event and the log.
+    The exception is not chained for the same reason (a traceback would print it)."""
+    parts = []
+    for entry in error.errors(include_input=False, include_url=False, include_context=False):
+        where = ".".join(str(part) for part in ("spec", *entry["loc"]))
+        parts.append(f"{where}: {entry['msg']}")
+    return "; ".join(parts)
 
 
 def scaler_owns_replicas(deployment: Mapping[str, Any]) -> bool:
@@ -155,6 +168,7 @@ class Observed:
     secret: Mapping[str, Any] | None
     pdb_exists: bool
     podmonitors_served: bool
+    podmonitor_exists: bool = False
 
 
 @dataclass
@@ -192,6 +206,7 @@ class Reconciler:
                 last_desired=jq.status.get("desiredReplicas"),
                 pdb_exists=observed.pdb_exists,
                 podmonitors_served=observed.podmonitors_served,
+                podmonitor_exists=observed.podmonitor_exists,
             )
             try:
                 deployment = await self._act(jq, state, plan, cause=cause)
@@ -284,9 +299,13 @@ class Reconciler:
             self.kube.get(PDBS, jq.namespace, name)
             if spec.worker.disruption_budget is None
             else _none(),
-            self._podmonitors_served() if spec.monitoring.pod_monitor else _false(),
+            self._podmonitors_served(),
         )
-        return Observed(deployment, secret, pdb is not None, served)
+        monitor = None
+        if served and not spec.monitoring.pod_monitor:
+            # Only to know whether a PodMonitor the spec no longer wants must be deleted.
+            monitor = await self.kube.get(PODMONITORS, jq.namespace, name)
+        return Observed(deployment, secret, pdb is not None, served, monitor is not None)
 
     async def _read_secret(
         self, jq: JobQueueSnapshot, spec: JobQueueSpec
@@ -357,6 +376,8 @@ class Reconciler:
             writes.append(self.kube.delete(PDBS, jq.namespace, ref.worker_name))
         if plan.pod_monitor is not None:
             writes.append(self.kube.apply(PODMONITORS, plan.pod_monitor))
+        elif plan.delete_pod_monitor:
+            writes.append(self.kube.delete(PODMONITORS, jq.namespace, ref.worker_name))
         await asyncio.gather(*writes)
         return applied
 
@@ -473,10 +494,6 @@ class Reconciler:
 
 async def _none() -> None:
     return None
-
-
-async def _false() -> bool:
-    return False
 
 
 def _is_rejection(error: ApiException) -> bool:

@@ -41,8 +41,9 @@ class OperatorSettings(BaseSettings):
     connect_timeout_seconds: float = Field(default=10, gt=0)
     """TCP/TLS connect timeout for the API server."""
 
-    api_request_timeout_seconds: float = Field(default=60, gt=0)
-    """Timeout of one API request that is not a watch."""
+    api_request_timeout_seconds: float = Field(default=30, gt=0)
+    """Timeout of one API request that is not a watch (kopf's and arqfleet's own); transient
+    failures (429, 5xx, timeouts) are tried up to three times with back-off."""
 
     metrics_port: int = Field(default=8080, ge=0, le=65535)
     """ARQFLEET_METRICS_PORT: Prometheus /metrics of the operator (0 turns it off)."""

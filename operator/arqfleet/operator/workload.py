@@ -278,6 +278,7 @@ class Plan:
     pdb: dict[str, Any] | None
     delete_pdb: bool
     pod_monitor: dict[str, Any] | None
+    delete_pod_monitor: bool = False
 
 
 def plan(
@@ -289,6 +290,7 @@ def plan(
     last_desired: int | None,
     pdb_exists: bool,
     podmonitors_served: bool,
+    podmonitor_exists: bool = False,
 ) -> Plan:
     """Decide the writes of one reconcile from what it observed."""
     if live is None:
@@ -300,6 +302,7 @@ def plan(
     else:
         replicas = None
     budget = pod_disruption_budget(ref, spec)
+    monitor = pod_monitor(ref, spec)
     return Plan(
         deployment=deployment(ref, spec, replicas=replicas),
         creates=live is None,
@@ -307,5 +310,6 @@ def plan(
         live_generation=None if live is None else (live.get("metadata") or {}).get("generation"),
         pdb=budget,
         delete_pdb=budget is None and pdb_exists,
-        pod_monitor=pod_monitor(ref, spec) if podmonitors_served else None,
+        pod_monitor=monitor if podmonitors_served else None,
+        delete_pod_monitor=monitor is None and podmonitor_exists,
     )

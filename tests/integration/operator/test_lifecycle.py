@@ -238,6 +238,15 @@ async def test_rbac_rules_are_exactly_the_calls_made(
         await wait_replicas(kube, namespace, lambda n: n < 3, "a scale-down")
         pm_path = f"/apis/monitoring.coreos.com/v1/namespaces/{namespace}/podmonitors/q-worker"
         await async_wait_for(lambda: get_path(kube, pm_path), timeout=30, what="PodMonitor")
+        # Monitoring off: the PodMonitor goes (get, then delete).
+        await merge_patch_jobqueue(
+            kube, namespace, "q", {"spec": {"monitoring": {"podMonitor": False}}}
+        )
+
+        async def podmonitor_gone() -> bool:
+            return await get_path(kube, pm_path) is None
+
+        await async_wait_for(podmonitor_gone, timeout=30, what="the PodMonitor deleted")
 
         # Drop the budget (PDB delete), then delete the Deployment (JobQueue get, recreate).
         await merge_patch_jobqueue(

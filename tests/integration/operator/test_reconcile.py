@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
+import json
 import subprocess
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes_asyncio.client import (
     ApiClient,
     AppsV1Api,
@@ -17,9 +20,11 @@ from kubernetes_asyncio.client import (
     V1ObjectMeta,
     V1Secret,
 )
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from arqfleet.operator import models
-from tests.support.kube import merge_patch_jobqueue
+from localcluster import ControlPlane
+from tests.support.kube import REPO_ROOT, kubectl, merge_patch_jobqueue
 from tests.support.monitoring_crds import crd_file
 from tests.support.operator_checks import (
     create_jobqueue,
@@ -329,7 +334,6 @@ async def test_missing_secret_gives_condition_and_event_then_heals(
 async def test_podmonitor_created_only_when_its_api_is_served(
     kube: ApiClient, namespace: str, operator: OperatorProcess
 ) -> None:
-    from tests.support.kube import kubectl
 
     manifest = str(crd_file("podmonitors"))
     path = f"/apis/monitoring.coreos.com/v1/namespaces/{namespace}/podmonitors/q-worker"
@@ -465,3 +469,54 @@ async def test_operator_metrics_pass_promtool_and_carry_no_secret(
     ):
         assert name in text
     assert f"127.0.0.1:{redis_server.port}" not in text  # Redis is named by a hash, never a URL
+
+
+async def test_a_password_stored_before_the_rule_never_reaches_status_events_or_logs(
+    kube: ApiClient, kube_crds: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    """A JobQueue stored while the CRD lacked its no-password rule (an older CRD, or a client
+    that skipped admission) makes the models refuse the spec: the error names the field and
+    never quotes the value."""
+    password = "hunter2-in-the-url"
+    crd_path = REPO_ROOT / "crds" / "jobqueues.arqfleet.io.yaml"
+    original = yaml.safe_load(crd_path.read_text())
+    older = copy.deepcopy(original)
+    redis_schema = older["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"
+    ]["redis"]
+    redis_schema["x-kubernetes-validations"] = [
+        rule
+        for rule in redis_schema["x-kubernetes-validations"]
+        if "password" not in rule["message"]
+    ]
+    body = {**secret_spec(), "redis": {"url": f"redis://:{password}@redis:6379/0"}}
+    apply = ("apply", "--server-side", "--force-conflicts", "-f", "-")
+    kubectl(kube_crds, *apply, stdin=json.dumps(older))
+    try:
+
+        async def stored() -> bool:
+            try:
+                await create_jobqueue(kube, namespace, "leaky", body)
+            except ApiException as error:
+                if error.status == 422:
+                    return False  # the API server has not picked up the older CRD yet
+                raise
+            return True
+
+        await async_wait_for(stored, timeout=30, what="the JobQueue stored under the older CRD")
+    finally:
+        kubectl(kube_crds, *apply, stdin=json.dumps(original))
+
+    async def invalid() -> dict[str, Any] | None:
+        condition = await ready_condition(kube, namespace, "leaky")
+        return condition if condition and condition["reason"] == "InvalidSpec" else None
+
+    condition = await async_wait_for(invalid, timeout=30, what="Ready=False InvalidSpec")
+    assert "spec.redis" in condition["message"]
+    assert "must not contain a password" in condition["message"]
+    jq = await get_path(kube, f"/apis/arqfleet.io/v1alpha1/namespaces/{namespace}/jobqueues/leaky")
+    assert password not in json.dumps((jq or {}).get("status"))
+    events = await CoreV1Api(kube).list_namespaced_event(namespace)
+    assert events.items
+    assert all(password not in (event.message or "") for event in events.items)
+    assert password not in operator.log()
