@@ -279,7 +279,10 @@ class Reconciler:
         state = self.fleet[jq.key]
         state.saw_pod(pod, deleted=deleted)
         spec = parse_spec(jq)
-        if deleted or st.pod_problem([pod], spec.worker.settings) is None:
+        if (
+            deleted
+            or st.pod_problem([pod], spec.worker.settings, redis_secret=_secret(spec)) is None
+        ):
             return
         async with state.lock:
             deployment = await self.kube.get(DEPLOYMENTS, jq.namespace, jq.ref.worker_name)
@@ -437,7 +440,7 @@ class Reconciler:
         if deployment is not None and dep_status.get("unavailableReplicas"):
             selector = ",".join(f"{k}={v}" for k, v in workload.selector_labels(jq.ref).items())
             pods = await self.kube.list(PODS, jq.namespace, selector)
-            pod_problem = st.pod_problem(pods, spec.worker.settings)
+            pod_problem = st.pod_problem(pods, spec.worker.settings, redis_secret=_secret(spec))
         observation = st.Observation(deployment, state.secret_problem, pod_problem)
         condition = st.ready_condition(observation)
         wanted = st.reconciler_status(
@@ -494,6 +497,12 @@ class Reconciler:
 
 async def _none() -> None:
     return None
+
+
+def _secret(spec: JobQueueSpec) -> str | None:
+    """The name of the Secret holding the Redis URL, if the spec names one."""
+    ref = spec.redis.url_secret_ref
+    return None if ref is None else ref.name
 
 
 def _is_rejection(error: ApiException) -> bool:

@@ -15,8 +15,10 @@ from typing import Any
 from arqfleet.operator.conditions import Condition, ConditionType, Reason, merge_condition
 from arqfleet.operator.decision import Decision, QueueStats
 
-# Exit code of `arqfleet-worker` when the settings import path does not resolve.
+# Exit codes of `arqfleet-worker` (arqfleet.worker.__main__): the settings import path does
+# not resolve; the ARQFLEET_* environment is invalid.
 EXIT_SETTINGS_NOT_FOUND = 2
+EXIT_INVALID_ENVIRONMENT = 3
 
 
 @dataclass(frozen=True)
@@ -47,37 +49,83 @@ def secret_problem(secret: Mapping[str, Any] | None, name: str, key: str) -> Con
     return None
 
 
-def _terminations(pod: Mapping[str, Any]) -> Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-    for status in (pod.get("status") or {}).get("containerStatuses") or ():
-        for state_key in ("state", "lastState"):
-            terminated = (status.get(state_key) or {}).get("terminated")
-            if terminated:
-                yield status, terminated
+# Waiting reasons of a container whose image the kubelet cannot get.
+IMAGE_PULL_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
 
 
-def pod_problem(pods: Iterable[Mapping[str, Any]], settings: str) -> Condition | None:
-    """The first worker-pod failure that says something about the JobQueue's spec."""
+def _container_statuses(pod: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    return (pod.get("status") or {}).get("containerStatuses") or ()
+
+
+def _exit_problem(status: Mapping[str, Any], settings: str) -> Condition | None:
+    """What the worker's own exit code says (its contract: arqfleet.worker.__main__)."""
+    for state_key in ("state", "lastState"):
+        terminated = (status.get(state_key) or {}).get("terminated") or {}
+        detail = (terminated.get("message") or "").strip()
+        suffix = f": {detail}" if detail else ""
+        if terminated.get("exitCode") == EXIT_SETTINGS_NOT_FOUND:
+            return ready(
+                False,
+                Reason.WORKER_SETTINGS_NOT_FOUND,
+                f"worker cannot import spec.worker.settings {settings!r}{suffix}",
+            )
+        if terminated.get("exitCode") == EXIT_INVALID_ENVIRONMENT:
+            return ready(
+                False,
+                Reason.WORKER_ENVIRONMENT_INVALID,
+                f"the worker refused its ARQFLEET_* environment{suffix}",
+            )
+    return None
+
+
+def _waiting_problem(status: Mapping[str, Any], redis_secret: str | None) -> Condition | None:
+    """Why the kubelet cannot start the container, when that is the spec's fault."""
+    waiting = (status.get("state") or {}).get("waiting") or {}
+    reason, message = str(waiting.get("reason", "")), str(waiting.get("message", ""))
+    if reason in IMAGE_PULL_REASONS:
+        image = status.get("image") or "the worker image"
+        return ready(
+            False,
+            Reason.IMAGE_PULL_FAILED,
+            f"cannot pull {image} (spec.worker.image): {reason}: {message}".rstrip(": "),
+        )
+    if reason != "CreateContainerConfigError":
+        return None
+    # kubelet: `secret "x" not found` or `couldn't find key k in Secret ns/x`.
+    ours = redis_secret is not None and (
+        f'"{redis_secret}"' in message or message.endswith(f"/{redis_secret}")
+    )
+    if ours and "couldn't find key" in message:
+        return ready(False, Reason.REDIS_SECRET_KEY_MISSING, message)
+    if ours:
+        return ready(False, Reason.REDIS_SECRET_MISSING, message)
+    return ready(False, Reason.CONTAINER_CONFIG_ERROR, message)
+
+
+def _crash_loop(pod: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:
+    waiting = (status.get("state") or {}).get("waiting") or {}
+    if waiting.get("reason") != "CrashLoopBackOff":
+        return None
+    terminated = (status.get("lastState") or {}).get("terminated") or {}
+    name = (pod.get("metadata") or {}).get("name")
+    return f"worker pod {name} is crash-looping (last exit code {terminated.get('exitCode')})"
+
+
+def pod_problem(
+    pods: Iterable[Mapping[str, Any]], settings: str, *, redis_secret: str | None = None
+) -> Condition | None:
+    """The first worker-pod failure that says something about the JobQueue's spec: an image
+    that cannot be pulled, env the kubelet cannot build (the Redis Secret or another one), a
+    settings path that does not import, an environment the worker refuses; else a crash loop."""
     crashing: str | None = None
     for pod in pods:
-        for status, terminated in _terminations(pod):
-            if terminated.get("exitCode") == EXIT_SETTINGS_NOT_FOUND:
-                detail = (terminated.get("message") or "").strip()
-                return ready(
-                    False,
-                    Reason.WORKER_SETTINGS_NOT_FOUND,
-                    f"worker cannot import spec.worker.settings {settings!r}"
-                    + (f": {detail}" if detail else ""),
-                )
-            waiting = (status.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") == "CrashLoopBackOff" and crashing is None:
-                crashing = (
-                    f"worker pod {pod.get('metadata', {}).get('name')} is crash-looping "
-                    f"(last exit code {terminated.get('exitCode')})"
-                )
-        for status in (pod.get("status") or {}).get("containerStatuses") or ():
-            waiting = (status.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") == "CreateContainerConfigError":
-                return ready(False, Reason.REDIS_SECRET_MISSING, str(waiting.get("message", "")))
+        for status in _container_statuses(pod):
+            problem = _waiting_problem(status, redis_secret) or _exit_problem(status, settings)
+            if problem is not None:
+                return problem
+            crashing = crashing or _crash_loop(pod, status)
     if crashing is not None:
         return ready(False, Reason.WORKER_CRASHING, crashing)
     return None

@@ -16,9 +16,9 @@ from tests.support.worker_process import REPO_ROOT, WorkerProcess, subprocess_en
 
 
 def run_worker(
-    settings: str, *, pythonpath: Path | None = None
+    settings: str, *, pythonpath: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = subprocess_env({"ARQFLEET_REDIS_URL": "redis://127.0.0.1:1/0"})
+    env = subprocess_env({"ARQFLEET_REDIS_URL": "redis://127.0.0.1:1/0", **(env or {})})
     if pythonpath is not None:
         env["PYTHONPATH"] = f"{pythonpath}:{env['PYTHONPATH']}"
     return subprocess.run(
@@ -37,6 +37,13 @@ def test_unresolvable_path_exits_2_naming_the_path() -> None:
         result = run_worker(path)
         assert result.returncode == 2, result.stderr
         assert path in result.stderr
+
+
+def test_an_invalid_environment_exits_3_naming_the_variable() -> None:
+    result = run_worker("examples.app.worker.WorkerSettings", env={"ARQFLEET_MAX_JOBS": "many"})
+    assert result.returncode == 3, result.stderr
+    assert "invalid ARQFLEET_* environment" in result.stderr
+    assert "max_jobs" in result.stderr
 
 
 def test_settings_module_that_raises_exits_1_with_its_traceback(tmp_path: Path) -> None:

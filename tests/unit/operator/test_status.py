@@ -97,18 +97,72 @@ def test_settings_typo_is_named_from_the_exit_code() -> None:
     assert "app.wrker.WorkerSettings" in problem.message
 
 
-def test_other_crashes_and_config_errors() -> None:
-    crashing = pod(
-        state={"waiting": {"reason": "CrashLoopBackOff"}},
-        lastState={"terminated": {"exitCode": 1}},
-    )
-    problem = st.pod_problem([crashing], "a.B")
+def waiting(reason: str, message: str = "", **status: Any) -> dict[str, Any]:
+    return pod(state={"waiting": {"reason": reason, "message": message}}, **status)
+
+
+@pytest.mark.parametrize(
+    ("pods", "reason", "fragment"),
+    [
+        pytest.param(
+            [waiting("CrashLoopBackOff", lastState={"terminated": {"exitCode": 1}})],
+            Reason.WORKER_CRASHING,
+            "last exit code 1",
+            id="crash-loop",
+        ),
+        pytest.param(
+            [
+                waiting(
+                    "CrashLoopBackOff",
+                    lastState={"terminated": {"exitCode": 3, "message": "max_jobs"}},
+                )
+            ],
+            Reason.WORKER_ENVIRONMENT_INVALID,
+            "max_jobs",
+            id="exit-3-environment",
+        ),
+        pytest.param(
+            [waiting("CreateContainerConfigError", 'secret "creds" not found')],
+            Reason.REDIS_SECRET_MISSING,
+            'secret "creds" not found',
+            id="redis-secret-missing",
+        ),
+        pytest.param(
+            [waiting("CreateContainerConfigError", "couldn't find key url in Secret ns/creds")],
+            Reason.REDIS_SECRET_KEY_MISSING,
+            "couldn't find key url",
+            id="redis-secret-key-missing",
+        ),
+        pytest.param(
+            [waiting("CreateContainerConfigError", 'configmap "app-env" not found')],
+            Reason.CONTAINER_CONFIG_ERROR,
+            'configmap "app-env" not found',
+            id="another-env-source",
+        ),
+        pytest.param(
+            [waiting("ImagePullBackOff", "Back-off pulling image", image="ghcr.io/acme/app:9")],
+            Reason.IMAGE_PULL_FAILED,
+            "cannot pull ghcr.io/acme/app:9 (spec.worker.image): ImagePullBackOff",
+            id="image-pull",
+        ),
+        pytest.param(
+            [waiting("ErrImageNeverPull", "image not present with pull policy of Never")],
+            Reason.IMAGE_PULL_FAILED,
+            "ErrImageNeverPull",
+            id="image-never-pull",
+        ),
+    ],
+)
+def test_pod_failures_are_named_for_what_the_user_must_fix(
+    pods: list[dict[str, Any]], reason: Reason, fragment: str
+) -> None:
+    problem = st.pod_problem(pods, "a.B", redis_secret="creds")
     assert problem is not None
-    assert problem.reason is Reason.WORKER_CRASHING
-    config = pod(state={"waiting": {"reason": "CreateContainerConfigError", "message": "no key"}})
-    problem = st.pod_problem([config], "a.B")
-    assert problem is not None
-    assert problem.reason is Reason.REDIS_SECRET_MISSING
+    assert problem.reason is reason
+    assert fragment in problem.message
+
+
+def test_a_running_pod_is_no_problem() -> None:
     assert st.pod_problem([pod(state={"running": {}})], "a.B") is None
 
 

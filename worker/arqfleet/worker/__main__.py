@@ -1,9 +1,10 @@
 """arqfleet-worker: run a user's ARQ WorkerSettings with drain, probes, metrics and heartbeats.
 
-Decides the process contract: exit 2 when the settings path does not resolve or the environment
-is invalid, 1 when the user's module raises on import (traceback printed) or Redis cannot be
-reached, 0 after a drain. It is meant to be the container's PID 1 (exec form, no shell), so it
-installs its own SIGTERM handling from the first instruction on.
+Decides the process contract: exit 2 when the settings path does not resolve, 3 when the
+ARQFLEET_* environment is invalid, 1 when the user's module raises on import (traceback printed)
+or Redis cannot be reached, 0 after a drain. The operator reads 2 and 3 from the pod's status to
+tell the user which of their fields is wrong. It is meant to be the container's PID 1 (exec
+form, no shell), so it installs its own SIGTERM handling from the first instruction on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pydantic import ValidationError
 
 from arqfleet.worker.loading import SettingsImportFailed, SettingsNotFound, load_settings
 from arqfleet.worker.settings import WorkerEnv
+
+EXIT_SETTINGS_NOT_FOUND = 2
+EXIT_INVALID_ENVIRONMENT = 3
 
 
 def _exit_during_startup(signum: int, _frame: FrameType | None) -> None:
@@ -58,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         env = WorkerEnv()
     except ValidationError as exc:
         print(f"arqfleet-worker: invalid ARQFLEET_* environment:\n{exc}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID_ENVIRONMENT
     configure_logging(env.log_level)
     try:
         settings = load_settings(args.settings)
     except SettingsNotFound as exc:
         print(f"arqfleet-worker: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_SETTINGS_NOT_FOUND
     except SettingsImportFailed as exc:
         print(exc.details, file=sys.stderr, end="")
         print(f"arqfleet-worker: {exc}", file=sys.stderr)
