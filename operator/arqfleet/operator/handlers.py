@@ -120,6 +120,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         memo.redis,
         scaler,
         probe_timeout_seconds=ours.probe_timeout_seconds,
+        resync=memo.reconciler.resync,
     )
     memo.loop_task = asyncio.get_running_loop().create_task(
         memo.loop.run(), name="arqfleet-scaling-loop"

@@ -14,10 +14,11 @@ disappears. Every API call goes through `kube.KubeClient`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,7 @@ from arqfleet.operator.kube import (
     PODS,
     SECRETS,
     KubeClient,
+    is_gone,
     retry_conflicts,
 )
 from arqfleet.operator.models import JobQueueSpec
@@ -135,6 +137,10 @@ def scaler_owns_replicas(deployment: Mapping[str, Any]) -> bool:
     return False
 
 
+# Back-off of the resyncs after failed event-driven reconciles: soon, then up to 5 minutes.
+RESYNC_FIRST_SECONDS = 1.0
+RESYNC_MAX_SECONDS = 300.0
+
 # Status writes by the controller manager can move a new Deployment's resourceVersion several
 # times within a second; each costs one GET here.
 HAND_OFF_ATTEMPTS = 10
@@ -219,6 +225,7 @@ class Reconciler:
         except Exception as error:
             metrics.RECONCILE_ERRORS.labels(type(error).__name__).inc()
             raise
+        state.resync_at, state.resync_failures = None, 0
         elapsed = time.monotonic() - started
         metrics.RECONCILE_SECONDS.labels(cause).observe(elapsed)
         log.info(
@@ -238,7 +245,7 @@ class Reconciler:
         if jq is None or jq.deleting:
             return  # the JobQueue is gone or going: the garbage collector finishes the job
         state = self.fleet[jq.key]
-        async with state.lock:
+        async with state.lock, self._retried_later(state):
             if event_type == "DELETED":
                 state.saw_deployment(None)
                 await self._deployment_deleted(jq, state)
@@ -284,12 +291,50 @@ class Reconciler:
             or st.pod_problem([pod], spec.worker.settings, redis_secret=_secret(spec)) is None
         ):
             return
-        async with state.lock:
+        async with state.lock, self._retried_later(state):
             deployment = await self.kube.get(DEPLOYMENTS, jq.namespace, jq.ref.worker_name)
             await self._report(jq, state, deployment, spec)
 
     def forget(self, key: tuple[str, str]) -> None:
         self.fleet.forget(key)
+
+    async def resync(self, jq: JobQueueSnapshot) -> None:
+        """Reconcile a queue whose event-driven reconcile failed (called by the scaling loop
+        when `QueueState.resync_at` comes): what controller-runtime's requeue does."""
+        state = self.fleet[jq.key]
+        state.resync_at = None
+        try:
+            await self.reconcile(jq, cause="resync")
+        except (SpecError, ApplyRejected):
+            state.resync_failures = 0  # reported in the status; the next spec change retries
+        except Exception as error:
+            if not is_gone(error):
+                self._retry_later(state, error)
+
+    @contextlib.asynccontextmanager
+    async def _retried_later(self, state: QueueState) -> AsyncIterator[None]:
+        """Schedule a resync when what runs inside fails for a reason a retry may cure."""
+        try:
+            yield
+        except (SpecError, ApplyRejected):
+            raise
+        except Exception as error:
+            if not is_gone(error):
+                self._retry_later(state, error)
+            raise
+
+    def _retry_later(self, state: QueueState, error: BaseException) -> None:
+        state.resync_failures += 1
+        delay = min(RESYNC_MAX_SECONDS, RESYNC_FIRST_SECONDS * 2 ** (state.resync_failures - 1))
+        state.resync_at = time.monotonic() + delay
+        namespace, name = state.key
+        log.warning(
+            "%s/%s: reconcile failed (%s), trying again in %gs",
+            namespace,
+            name,
+            _api_message(error) if isinstance(error, ApiException) else type(error).__name__,
+            delay,
+        )
 
     # -- observe ------------------------------------------------------------------------------
 

@@ -16,8 +16,9 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -49,7 +50,10 @@ class ScalingLoop:
     pools: RedisPools
     scaler: Scaler
     probe_timeout_seconds: float = 3.0
+    resync: Callable[[JobQueueSnapshot], Coroutine[Any, Any, None]] | None = None
+    """Reconcile a queue whose event-driven reconcile failed (`QueueState.resync_at`)."""
     _rounds: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _resyncs: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
 
     async def run(self) -> None:
         while True:
@@ -65,9 +69,10 @@ class ScalingLoop:
         return len(self._rounds)
 
     async def stop(self) -> None:
-        for task in list(self._rounds.values()):
+        tasks = [*self._rounds.values(), *self._resyncs.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._rounds.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def tick(self, now: float) -> float:
         """Start a probe round for every Redis with due queues; seconds until the next look."""
@@ -75,6 +80,7 @@ class ScalingLoop:
         earliest = now + MAX_IDLE_SECONDS
         for jq in self._jobqueues():
             state = self.fleet[jq.key]
+            self._maybe_resync(jq, state, now)
             scaling = state.scaling
             poll = _poll_seconds(jq)
             if poll is None:
@@ -97,6 +103,14 @@ class ScalingLoop:
             self._rounds[key] = task
             task.add_done_callback(lambda _, key=key: self._rounds.pop(key, None))  # type: ignore[misc]
         return max(0.0, min(earliest - now, MAX_IDLE_SECONDS))
+
+    def _maybe_resync(self, jq: JobQueueSnapshot, state: QueueState, now: float) -> None:
+        due = state.resync_at
+        if self.resync is None or due is None or due > now or jq.key in self._resyncs:
+            return
+        task = asyncio.get_running_loop().create_task(self.resync(jq), name="arqfleet-resync")
+        self._resyncs[jq.key] = task
+        task.add_done_callback(lambda _, key=jq.key: self._resyncs.pop(key, None))  # type: ignore[misc]
 
     def _jobqueues(self) -> list[JobQueueSnapshot]:
         found = []

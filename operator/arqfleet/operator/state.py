@@ -85,6 +85,10 @@ class QueueState:
     applied_fingerprint: str | None = None
     """`template_fingerprint` of the Deployment our last apply produced; a Deployment event
     with another fingerprint means someone else changed its spec."""
+    resync_at: float | None = None
+    """Monotonic time to reconcile again after an event-driven reconcile failed (kopf runs
+    event handlers once and forgets their errors; the scaling loop calls back at this time)."""
+    resync_failures: int = 0
     # -- what the watches tell both sides -----------------------------------------------------
     deployment: Mapping[str, Any] | None = None
     """The worker Deployment as last seen (apply response or watch event)."""

@@ -6,7 +6,9 @@ another (the cluster-wide operator of test_reconcile.py is module-scoped and gon
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 import os
 import signal
 import statistics
@@ -327,3 +329,53 @@ async def _reachable(kube: ApiClient, namespace: str, name: str) -> bool:
 async def _unreachable(kube: ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     condition = await ready_condition(kube, namespace, name, "RedisReachable")
     return condition if condition and condition["status"] == "False" else None
+
+
+async def test_a_repair_the_api_server_refused_is_retried(
+    kube: ApiClient, kube_crds: ControlPlane, namespace: str
+) -> None:
+    """kopf runs event handlers once and ignores their errors: a deleted Deployment whose
+    re-creation the API server refuses must still come back once it stops refusing. The
+    refusal is real: the operator's Role loses its Deployment write verbs for a while."""
+    user = "arqfleet-op-resync"
+    kubeconfig = bind_operator_rbac(kube_crds, [namespace], user=user)
+    process = OperatorProcess(kube_crds, kubeconfig, namespaces=[namespace])
+    process.start()
+    try:
+        await create_jobqueue(kube, namespace, "q", plain_spec())
+        first = await async_wait_for(
+            lambda: get_deployment(kube, namespace, "q-worker"), timeout=30, what="Deployment"
+        )
+        role = kubectl(kube_crds, "-n", namespace, "get", "role", user, "-o", "json").stdout
+        granted = json.loads(role)
+        refusing = copy.deepcopy(granted)
+        for rule in refusing["rules"]:
+            if rule["resources"] == ["deployments"]:
+                rule["verbs"] = [v for v in rule["verbs"] if v not in ("create", "patch")]
+        kubectl(kube_crds, "replace", "-f", "-", stdin=json.dumps(refusing))
+        await AppsV1Api(kube).delete_namespaced_deployment("q-worker", namespace)
+        wait_for(
+            lambda: "reconcile failed" in process.log() and "trying again" in process.log(),
+            timeout=30,
+            what="the refused repair to be scheduled again",
+        )
+        assert await get_deployment(kube, namespace, "q-worker") is None
+        granted["metadata"].pop("resourceVersion", None)
+        kubectl(
+            kube_crds,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "-",
+            stdin=json.dumps(granted),
+        )
+
+        async def recreated() -> bool:
+            dep = await get_deployment(kube, namespace, "q-worker")
+            return bool(dep and dep["metadata"]["uid"] != first["metadata"]["uid"])
+
+        # No JobQueue change, no Deployment event: only the operator's own retry brings it back.
+        await async_wait_for(recreated, timeout=60, what="the Deployment recreated")
+    finally:
+        assert process.stop() == 0, process.log()
