@@ -149,6 +149,36 @@ INVALID: list[Invalid] = [
     ),
     Invalid("unknown-worker-field", ("worker", "replicas"), 3, "spec.worker.replicas"),
     Invalid(
+        "privileged-under-restricted",
+        ("worker", "securityContext"),
+        {"privileged": True},
+        "spec.worker.securityContext.privileged: Invalid value",
+    ),
+    Invalid(
+        "root-user-under-restricted",
+        ("worker", "securityContext"),
+        {"runAsUser": 0},
+        "spec.worker.securityContext.runAsUser: Invalid value",
+    ),
+    Invalid(
+        "added-capability-under-restricted",
+        ("worker", "securityContext"),
+        {"capabilities": {"add": ["SYS_ADMIN"], "drop": ["ALL"]}},
+        "spec.worker.securityContext.capabilities: Invalid value",
+    ),
+    Invalid(
+        "unconfined-pod-under-restricted",
+        ("worker", "podSecurityContext"),
+        {"seccompProfile": {"type": "Unconfined"}},
+        "spec.worker.podSecurityContext.seccompProfile: Invalid value",
+    ),
+    Invalid(
+        "pod-security-level",
+        ("worker", "podSecurity"),
+        "lenient",
+        "spec.worker.podSecurity",
+    ),
+    Invalid(
         "min-above-max",
         ("scaling",),
         {"minReplicas": 5, "maxReplicas": 2},

@@ -146,6 +146,105 @@ class Toleration(ApiModel):
     toleration_seconds: int | None = None
 
 
+class Capabilities(ApiModel):
+    """Linux capabilities to add to or drop from the container (core/v1 Capabilities)."""
+
+    add: list[str] | None = Field(default=None, max_length=64)
+    drop: list[str] | None = Field(default=None, max_length=64)
+
+
+class SeccompProfile(ApiModel):
+    type: Literal["RuntimeDefault", "Localhost", "Unconfined"]
+    localhost_profile: str | None = Field(default=None, max_length=256)
+
+
+class ContainerSecurityContext(ApiModel):
+    """Overrides of the worker container's security context (core/v1 SecurityContext fields).
+
+    Merged over arqfleet's restricted defaults field by field: set only what your image needs,
+    e.g. `runAsUser` for an image without a numeric USER."""
+
+    run_as_user: int | None = Field(default=None, ge=0)
+    run_as_group: int | None = Field(default=None, ge=0)
+    run_as_non_root: bool | None = None
+    read_only_root_filesystem: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    privileged: bool | None = None
+    capabilities: Capabilities | None = None
+    seccomp_profile: SeccompProfile | None = None
+
+
+class PodSecurityContext(ApiModel):
+    """Overrides of the worker pod's security context (core/v1 PodSecurityContext fields)."""
+
+    run_as_user: int | None = Field(default=None, ge=0)
+    run_as_group: int | None = Field(default=None, ge=0)
+    run_as_non_root: bool | None = None
+    fs_group: int | None = Field(default=None, ge=0)
+    fs_group_change_policy: Literal["OnRootMismatch", "Always"] | None = None
+    supplemental_groups: list[int] | None = Field(default=None, max_length=32)
+    seccomp_profile: SeccompProfile | None = None
+
+
+# What Pod Security "restricted" forbids of the fields above (kubernetes.io/docs/concepts/
+# security/pod-security-standards), as CEL over a security context `$`: the pod's checks are
+# a subset of the container's. `_restricted_problems` is the same judgement in Python.
+RESTRICTED_CEL = {
+    "runAsNonRoot": "!has($.runAsNonRoot) || $.runAsNonRoot",
+    "runAsUser": "!has($.runAsUser) || $.runAsUser != 0",
+    "seccompProfile": "!has($.seccompProfile) || $.seccompProfile.type != 'Unconfined'",
+}
+RESTRICTED_CONTAINER_CEL = {
+    **RESTRICTED_CEL,
+    "privileged": "!has($.privileged) || !$.privileged",
+    "allowPrivilegeEscalation": "!has($.allowPrivilegeEscalation) || !$.allowPrivilegeEscalation",
+    "capabilities": "!has($.capabilities) || ((!has($.capabilities.add) || "
+    "$.capabilities.add.all(c, c == 'NET_BIND_SERVICE')) && (!has($.capabilities.drop) || "
+    "$.capabilities.drop.exists(c, c == 'ALL')))",
+}
+
+
+def _restricted_rules(field: str, rules: dict[str, str]) -> list[JsonDict]:
+    """One CEL rule per field ($ stands for the security context), each naming its field."""
+    return [
+        cel(
+            f"self.podSecurity != 'restricted' || !has(self.{field}) || ({check})".replace(
+                "$.", f"self.{field}."
+            ),
+            f"worker.{field}.{name} breaks Pod Security 'restricted' (set "
+            "worker.podSecurity: baseline or privileged to allow it)",
+            f".{field}.{name}",
+        )
+        for name, check in rules.items()
+    ]
+
+
+def _restricted_problems(context: BaseModel | None, container: bool) -> list[str]:
+    """The fields of `context` that break "restricted", as the CEL rules above decide."""
+    if context is None:
+        return []
+    found = []
+    if getattr(context, "run_as_non_root", None) is False:
+        found.append("runAsNonRoot")
+    if getattr(context, "run_as_user", None) == 0:
+        found.append("runAsUser")
+    seccomp = getattr(context, "seccomp_profile", None)
+    if seccomp is not None and seccomp.type == "Unconfined":
+        found.append("seccompProfile")
+    if container:
+        if getattr(context, "privileged", None):
+            found.append("privileged")
+        if getattr(context, "allow_privilege_escalation", None):
+            found.append("allowPrivilegeEscalation")
+        caps = getattr(context, "capabilities", None)
+        if caps is not None and (
+            any(c != "NET_BIND_SERVICE" for c in caps.add or ())
+            or (caps.drop is not None and "ALL" not in caps.drop)
+        ):
+            found.append("capabilities")
+    return found
+
+
 class DisruptionBudget(ApiModel):
     """PodDisruptionBudget for the worker pods (drains evict through it)."""
 
@@ -189,6 +288,8 @@ class WorkerSpec(ApiModel):
                     "arqfleet.io/jobqueue: arqfleet owns those labels",
                     ".podLabels",
                 ),
+                *_restricted_rules("securityContext", RESTRICTED_CONTAINER_CEL),
+                *_restricted_rules("podSecurityContext", RESTRICTED_CEL),
             ]
         }
     )
@@ -231,6 +332,13 @@ class WorkerSpec(ApiModel):
         default=None,
         description="If set, a PodDisruptionBudget limits voluntary evictions of worker pods.",
     )
+    security_context: ContainerSecurityContext | None = None
+    pod_security_context: PodSecurityContext | None = None
+    pod_security: Literal["restricted", "baseline", "privileged"] = Field(
+        default="restricted",
+        description="The Pod Security level the overrides must stay within: restricted "
+        "(default), or baseline/privileged to allow what restricted forbids.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WorkerSpec:
@@ -244,6 +352,16 @@ class WorkerSpec(ApiModel):
         reserved = sorted(set(self.pod_labels or {}) & set(RESERVED_LABELS))
         if reserved:
             raise ValueError(f"worker.podLabels must not set {', '.join(reserved)}")
+        if self.pod_security == "restricted":
+            for field, context, container in (
+                ("securityContext", self.security_context, True),
+                ("podSecurityContext", self.pod_security_context, False),
+            ):
+                for name in _restricted_problems(context, container):
+                    raise ValueError(
+                        f"worker.{field}.{name} breaks Pod Security 'restricted' (set "
+                        "worker.podSecurity: baseline or privileged to allow it)"
+                    )
         return self
 
 

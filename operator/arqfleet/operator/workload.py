@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from arqfleet.operator import constants as c
 from arqfleet.operator.models import JobQueueSpec, WorkerSpec
 
@@ -103,6 +105,31 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+# Pod Security "restricted" by default: the worker needs no privilege, no capability and no
+# writable root (only /tmp, an emptyDir). worker.securityContext / podSecurityContext override
+# single fields (e.g. runAsUser for an image whose USER is a name) and the CRD keeps them
+# within "restricted" unless worker.podSecurity says otherwise.
+CONTAINER_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _overlay(defaults: dict[str, Any], overrides: BaseModel | None) -> dict[str, Any]:
+    """The defaults with each field the user set replaced (a whole field: capabilities too)."""
+    merged = dict(defaults)
+    if overrides is not None:
+        merged.update(overrides.model_dump(by_alias=True, exclude_none=True))
+    return merged
+
+
 def worker_container(spec: JobQueueSpec) -> dict[str, Any]:
     worker = spec.worker
     container: dict[str, Any] = {
@@ -124,13 +151,7 @@ def worker_container(spec: JobQueueSpec) -> dict[str, Any]:
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         # /readyz flips false the moment a drain starts.
         "readinessProbe": _probe("/readyz", period=5, failures=1),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _overlay(CONTAINER_SECURITY, worker.security_context),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         # A worker that fails (exit 2: cannot import the settings) writes no termination file;
         # with this policy kubelet puts its last log lines in lastState.terminated.message, where
@@ -186,10 +207,7 @@ def pod_template(ref: JobQueueRef, spec: JobQueueSpec) -> dict[str, Any]:
             "terminationGracePeriodSeconds": (
                 worker.drain_seconds + c.TERMINATION_GRACE_MARGIN_SECONDS
             ),
-            "securityContext": {
-                "runAsNonRoot": True,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": _overlay(POD_SECURITY, worker.pod_security_context),
             "volumes": [{"name": "tmp", "emptyDir": {}}],
             **_pod_knobs(worker),
         },

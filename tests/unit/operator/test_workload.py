@@ -139,3 +139,43 @@ def test_optional_objects() -> None:
     monitor = workload.pod_monitor(REF, spec())
     assert monitor is not None
     assert monitor["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_security_context_overrides_replace_single_fields() -> None:
+    spec = JobQueueSpec.model_validate(
+        {
+            **minimal_spec(),
+            "worker": {
+                **minimal_spec()["worker"],
+                "securityContext": {"runAsUser": 10001, "readOnlyRootFilesystem": False},
+                "podSecurityContext": {"fsGroup": 2000},
+            },
+        }
+    )
+    pod = workload.pod_template(REF, spec)["spec"]
+    [container] = pod["containers"]
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": False,  # the user's
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsUser": 10001,  # the user's
+    }
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "fsGroup": 2000,
+    }
+
+
+def test_leaving_restricted_takes_an_explicit_level() -> None:
+    privileged = {"privileged": True, "allowPrivilegeEscalation": True}
+    worker = {**minimal_spec()["worker"], "securityContext": privileged}
+    with pytest.raises(ValueError, match="breaks Pod Security 'restricted'"):
+        JobQueueSpec.model_validate({**minimal_spec(), "worker": worker})
+    spec = JobQueueSpec.model_validate(
+        {**minimal_spec(), "worker": {**worker, "podSecurity": "privileged"}}
+    )
+    [container] = workload.pod_template(REF, spec)["spec"]["containers"]
+    assert container["securityContext"]["privileged"] is True
