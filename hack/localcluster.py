@@ -262,6 +262,7 @@ class ControlPlane:
             "server": self.server,
             "kubeconfig": str(self.kubeconfig),
             "pids": {p.name: p.popen.pid for p in self.processes},
+            "identities": {p.name: process_identity(p.popen.pid) for p in self.processes},
         }
 
     # -- internals ------------------------------------------------------------------------
@@ -409,8 +410,32 @@ def is_running(pid: int) -> bool:
     return state != "Z"
 
 
-def stop_pids(pids: dict[str, int], timeout: float = 5) -> None:
-    """Stop processes started by an earlier `hack/cluster up` (in reverse start order)."""
+def process_identity(pid: int) -> str | None:
+    """Who `pid` is, beyond its number: the boot, the process's start time and its command
+    line. A pid saved in a state file is reused after a reboot or a long time, and signalling
+    it then would hit an unrelated process; a saved identity that still matches is ours."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    started = stat.rsplit(")", 1)[1].split()[19]  # field 22: start time, clock ticks since boot
+    return f"{boot} {started} {cmdline.strip()}"
+
+
+def is_ours(pid: int, identity: str | None) -> bool:
+    """Is `pid` still the process whose identity was saved? (False when none was saved.)"""
+    return identity is not None and process_identity(pid) == identity
+
+
+def stop_pids(
+    pids: dict[str, int], timeout: float = 5, identities: dict[str, str] | None = None
+) -> None:
+    """Stop processes started by an earlier `hack/cluster up` (in reverse start order), only
+    those that are still the processes it started (see `process_identity`)."""
+    known = identities or {}
+    pids = {name: pid for name, pid in pids.items() if is_ours(pid, known.get(name))}
     for pid in reversed(list(pids.values())):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
