@@ -1,12 +1,16 @@
-"""hack/ stops only the processes it started: a pid saved in a state file may belong to an
-unrelated process by the time `hack/cluster down` or `hack/demo --stop` reads it."""
+"""hack/ on machines as they are: it stops only the processes it started (a pid saved in a
+state file may belong to an unrelated process by the time it is read), and it builds with a
+Go it fetches itself where the machine's is missing or too old."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from localcluster import is_ours, process_identity, stop_pids
+from tests.support.kube import REPO_ROOT
 
 
 def sleeper(seconds: int = 60) -> subprocess.Popen[bytes]:
@@ -40,3 +44,21 @@ def test_identity_of_a_gone_process_is_none() -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(timeout=10)
     assert process_identity(gone.pid) is None
+
+
+def test_a_machine_without_a_new_enough_go_gets_the_pinned_toolchain() -> None:
+    """hack/ensure-go fetches golang.org/toolchain through the module proxy (checked by its
+    SHA-256) when the machine's go is missing or too old; forced here, as on such a machine."""
+    found = subprocess.run(
+        [str(REPO_ROOT / "hack" / "ensure-go")],
+        env={**os.environ, "ARQFLEET_FORCE_GO_DOWNLOAD": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    go = Path(found.stdout.strip()) / "go"
+    version = subprocess.run(
+        [str(go), "version"], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert version.stdout.startswith("go version go1.26.8 linux/")
