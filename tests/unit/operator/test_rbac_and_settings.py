@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from arqfleet.operator import constants as c
 from arqfleet.operator import rbac
 from arqfleet.operator.__main__ import load_settings, parse_args
 from arqfleet.operator.reconcile import scaler_owns_replicas
@@ -54,3 +55,17 @@ def test_scaler_ownership_read_from_managed_fields() -> None:
     assert not scaler_owns_replicas(
         {"metadata": {"managedFields": owned["metadata"]["managedFields"][:1]}}
     )
+
+
+def test_every_kopf_setting_the_operator_tunes_exists() -> None:
+    """The kopf lower bound in pyproject.toml is the first release with all of these."""
+    import kopf
+
+    from arqfleet.operator.handlers import configure_kopf
+    from arqfleet.operator.settings import OperatorSettings
+
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, OperatorSettings())
+    assert settings.scanning.disabled is True
+    assert settings.watching.label_selectors["apps", "deployments"] == c.MANAGED_SELECTOR
+    assert settings.peering.standalone is True
