@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup demo test lint unit e2e crd chart-files cluster-up cluster-down
+.PHONY: help setup demo test lint unit e2e crd chart-files cluster-up cluster-down images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -17,11 +17,12 @@ demo: setup ## the main job: cluster, redis, operator, node agent, a worker pod,
 test: setup lint ## the whole suite: lint, unit, integration (real redis + apiserver), e2e
 	$(VENV)/pytest -p no:cacheprovider tests
 
-lint: ## ruff, mypy --strict, import-linter
+lint: ## ruff, mypy --strict, import-linter, hadolint
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
 	$(VENV)/lint-imports
+	$(VENV)/hadolint Dockerfile.operator Dockerfile.worker examples/Dockerfile
 
 unit: ## pure tests only (no servers)
 	$(VENV)/pytest tests/unit
@@ -36,6 +37,9 @@ chart-files: ## regenerate what the chart and deploy/ copy from Python: CRD, RBA
 	$(VENV)/arqfleet crd --output charts/arqfleet/files/crds/
 	$(VENV)/arqfleet rbac --rules-only > charts/arqfleet/files/rbac-rules.yaml
 	hack/render-bundle
+
+images: setup ## build the operator, worker and example images with podman (cached by content)
+	@hack/build-images
 
 cluster-up: setup ## start etcd + kube-apiserver + kube-controller-manager on loopback
 	@hack/cluster up
