@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup demo test lint unit e2e crd chart-files cluster-up cluster-down images
+.PHONY: help setup demo test lint unit e2e crd chart-files monitoring cluster-up cluster-down images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ chart-files: ## regenerate what the chart and deploy/ copy from Python: CRD, RBA
 	$(VENV)/arqfleet crd --output charts/arqfleet/files/crds/
 	$(VENV)/arqfleet rbac --rules-only > charts/arqfleet/files/rbac-rules.yaml
 	hack/render-bundle
+
+monitoring: ## regenerate the Grafana dashboard JSON and the chart's copy of the alert rules
+	cp deploy/prometheus-rules.yaml charts/arqfleet/files/prometheus-rules.yaml
+	$(VENV)/python hack/grafana_dashboard.py
 
 images: setup ## build the operator, worker and example images with podman (cached by content)
 	@hack/build-images

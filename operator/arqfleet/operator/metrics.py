@@ -61,6 +61,30 @@ REPLICAS_DESIRED = Gauge(
 REPLICAS_CURRENT = Gauge(
     "arqfleet_replicas_current", "The worker Deployment's spec.replicas.", _QUEUE, registry=REGISTRY
 )
+REPLICAS_READY = Gauge(
+    "arqfleet_replicas_ready",
+    "The worker Deployment's ready replicas (status.readyReplicas).",
+    _QUEUE,
+    registry=REGISTRY,
+)
+REPLICAS_RECOMMENDED = Gauge(
+    "arqfleet_replicas_recommended",
+    "What the queue alone asks for, before stabilization windows, step policies and bounds.",
+    _QUEUE,
+    registry=REGISTRY,
+)
+REPLICAS_MIN = Gauge(
+    "arqfleet_replicas_min", "The JobQueue's scaling.minReplicas.", _QUEUE, registry=REGISTRY
+)
+REPLICAS_MAX = Gauge(
+    "arqfleet_replicas_max", "The JobQueue's scaling.maxReplicas.", _QUEUE, registry=REGISTRY
+)
+QUEUE_MAX_WAIT = Gauge(
+    "arqfleet_queue_max_wait_seconds",
+    "The JobQueue's scaling.maxWaitSeconds (no series when it has none).",
+    _QUEUE,
+    registry=REGISTRY,
+)
 SCALING_LIMITED = Gauge(
     "arqfleet_scaling_limited",
     "1 while the desired replicas are held back by min/maxReplicas or a step policy.",
@@ -122,6 +146,11 @@ _PER_QUEUE: list[MetricWrapperBase] = [
     QUEUE_DEAD_LETTERS,
     REPLICAS_DESIRED,
     REPLICAS_CURRENT,
+    REPLICAS_READY,
+    REPLICAS_RECOMMENDED,
+    REPLICAS_MIN,
+    REPLICAS_MAX,
+    QUEUE_MAX_WAIT,
     SCALING_LIMITED,
     PROBE_SKIPPED,
     PROBE_BAD_HEARTBEATS,

@@ -10,6 +10,7 @@ the reconciler owns, and it holds the queue's lock while it writes, so the two t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -90,7 +91,7 @@ class Scaler:
                 last_scale = (timestamp(now), decision.reason.value)
             scaling.history = decision.history
             await self._report(jq, spec, state, decision, result, where, last_scale)
-        self._export(jq, state, decision)
+        self._export(jq, spec, state, decision)
 
     # -- observe ------------------------------------------------------------------------------
 
@@ -232,7 +233,9 @@ class Scaler:
         metrics.REDIS_REACHABLE.labels(jq.namespace, jq.name).set(int(reachable))
         return condition
 
-    def _export(self, jq: JobQueueSnapshot, state: QueueState, decision: Decision) -> None:
+    def _export(
+        self, jq: JobQueueSnapshot, spec: JobQueueSpec, state: QueueState, decision: Decision
+    ) -> None:
         labels = (jq.namespace, jq.name)
         stats = state.scaling.stats
         if stats is not None:
@@ -243,7 +246,18 @@ class Scaler:
             metrics.QUEUE_DEAD_LETTERS.labels(*labels).set(stats.dead_letters)
         metrics.REPLICAS_DESIRED.labels(*labels).set(decision.replicas)
         metrics.REPLICAS_CURRENT.labels(*labels).set(state.replicas or 0)
+        ready = ((state.deployment or {}).get("status") or {}).get("readyReplicas") or 0
+        metrics.REPLICAS_READY.labels(*labels).set(int(ready))
+        metrics.REPLICAS_RECOMMENDED.labels(*labels).set(decision.recommendation)
+        metrics.REPLICAS_MIN.labels(*labels).set(spec.scaling.min_replicas)
+        metrics.REPLICAS_MAX.labels(*labels).set(spec.scaling.max_replicas)
         metrics.SCALING_LIMITED.labels(*labels).set(int(decision.scaling_limited))
+        # The alert on the oldest job compares with the queue's own target when it has one.
+        if spec.scaling.max_wait_seconds is not None:
+            metrics.QUEUE_MAX_WAIT.labels(*labels).set(spec.scaling.max_wait_seconds)
+        else:
+            with contextlib.suppress(KeyError):
+                metrics.QUEUE_MAX_WAIT.remove(*labels)
 
 
 def _shape() -> dict[str, Any]:

@@ -264,6 +264,11 @@ def pod_disruption_budget(ref: JobQueueRef, spec: JobQueueSpec) -> dict[str, Any
     }
 
 
+def _meta_label(label: str) -> str:
+    """Prometheus's Kubernetes discovery name for a pod label (non-alphanumerics become _)."""
+    return "__meta_kubernetes_pod_label_" + "".join(ch if ch.isalnum() else "_" for ch in label)
+
+
 def pod_monitor(ref: JobQueueRef, spec: JobQueueSpec) -> dict[str, Any] | None:
     if not spec.monitoring.pod_monitor:
         return None
@@ -278,6 +283,15 @@ def pod_monitor(ref: JobQueueRef, spec: JobQueueSpec) -> dict[str, Any] | None:
                     "port": c.WORKER_HTTP_PORT_NAME,
                     "path": "/metrics",
                     "interval": spec.monitoring.interval,
+                    # The worker's series carry no queue of their own: the alerts and the
+                    # dashboard (deploy/) join them with the operator's by these two labels.
+                    "relabelings": [
+                        {
+                            "sourceLabels": [_meta_label(c.LABEL_JOBQUEUE)],
+                            "targetLabel": "jobqueue",
+                        },
+                        {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "pod"},
+                    ],
                 }
             ],
         },
