@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup demo test lint unit e2e crd chart-files monitoring cluster-up cluster-down images
+.PHONY: help setup demo test lint unit e2e crd chart-files monitoring cluster-up cluster-down images e2e-kind
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ monitoring: ## regenerate the Grafana dashboard JSON and the chart's copy of the
 
 images: setup ## build the operator, worker and example images with podman (cached by content)
 	@hack/build-images
+
+e2e-kind: ## machines with Docker only (not CI): images, a kind cluster, the chart, a burst
+	@hack/e2e-kind
 
 cluster-up: setup ## start etcd + kube-apiserver + kube-controller-manager on loopback
 	@hack/cluster up
