@@ -56,6 +56,15 @@ async def boom(ctx: dict[str, Any], tag: str) -> None:
     raise RuntimeError(f"boom {tag}")
 
 
+async def fragile(ctx: dict[str, Any], tag: str) -> str:
+    """Fails (not retried) while the key ``example:broken`` exists, else succeeds: a dead letter
+    that runs fine once requeued after the "fix" (deleting the key)."""
+    if await ctx["redis"].exists("example:broken"):
+        raise RuntimeError(f"broken {tag}")
+    await _record(ctx, "done", tag)
+    return tag
+
+
 async def remind(ctx: dict[str, Any], tag: str) -> str:
     """The job the demo enqueues deferred (``_defer_by``) and deduplicated (``_job_id``)."""
     await _record(ctx, "done", tag)

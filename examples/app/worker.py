@@ -2,7 +2,8 @@
 
 ``REDIS_URL`` is the app's own setting (arqfleet-worker's ARQFLEET_REDIS_URL wins over it).
 ``EXAMPLE_CRON_EVERY_SECONDS`` sets the cron period (a divisor of 60; 0 disables the cron job):
-every minute by default, every second in the cron test.
+every minute by default, every second in the cron test. ``EXAMPLE_RETRY_JOBS=0`` turns arq's
+retry_jobs off (a cancelled or Retry-raising job then fails for good).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import ClassVar
 
 from arq import cron, func
 from arq.connections import RedisSettings
-from examples.app.jobs import always_fails, boom, fast, flaky, remind, slow, tick
+from examples.app.jobs import always_fails, boom, fast, flaky, fragile, remind, slow, tick
 
 
 def _cron_jobs() -> list[object]:
@@ -23,10 +24,19 @@ def _cron_jobs() -> list[object]:
 
 
 class WorkerSettings:
-    functions: ClassVar = [fast, slow, flaky, func(always_fails, max_tries=3), boom, remind]
+    functions: ClassVar = [
+        fast,
+        slow,
+        flaky,
+        func(always_fails, max_tries=3),
+        boom,
+        fragile,
+        remind,
+    ]
     cron_jobs: ClassVar = _cron_jobs()
     redis_settings = RedisSettings.from_dsn(os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
     max_jobs = 10
     max_tries = 5
     job_timeout = 60
     keep_result = 60
+    retry_jobs = os.environ.get("EXAMPLE_RETRY_JOBS", "1") != "0"

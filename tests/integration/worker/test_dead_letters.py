@@ -6,13 +6,17 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import redis
 from arq.connections import ArqRedis
+from arq.jobs import Job, JobStatus
+from examples.app.msgpack_worker import WorkerSettings as MsgpackSettings
 
 from arqfleet.worker import constants as c
-from tests.support.waiting import wait_for
+from tests.integration.worker.conftest import MSGPACK_SETTINGS
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import async_wait_for, wait_for
 from tests.support.worker_process import REPO_ROOT, WorkerProcess, metric, subprocess_env
 
 QUEUE = "arq:queue"
@@ -100,3 +104,81 @@ def test_cli_never_prints_the_redis_password() -> None:
     assert result.returncode == 1
     assert "s3cret-pw" not in result.stdout + result.stderr
     assert "***" in result.stderr
+
+
+async def test_requeue_writes_the_job_with_the_apps_serializer_once(
+    start_app_worker: Callable[..., WorkerProcess],
+    msgpack_pool: ArqRedis,
+    redis_client: redis.Redis,
+    redis_url: str,
+) -> None:
+    redis_client.set("example:broken", "1")
+    start_app_worker(MSGPACK_SETTINGS).wait_ready()
+    job = await msgpack_pool.enqueue_job("fragile", "mp")
+    assert job is not None
+    wait_for(lambda: dead_count(redis_client) == 1, timeout=10, what="one dead letter")
+    redis_client.delete("example:broken")  # the "fix"
+
+    # Without the app's settings the CLI cannot read a msgpack job: it says what to pass and
+    # changes nothing.
+    blind = dlq(redis_url, "requeue", job.job_id)
+    assert blind.returncode == 1
+    assert "--settings" in blind.stderr
+    assert dead_count(redis_client) == 1
+    assert redis_client.zcard(QUEUE) == 0
+
+    requeued = dlq(redis_url, "requeue", job.job_id, "--settings", MSGPACK_SETTINGS)
+    assert requeued.returncode == 0, requeued.stderr
+    new_id = requeued.stdout.strip().rsplit(" ", 1)[-1]
+    copy = Job(new_id, msgpack_pool, _deserializer=MsgpackSettings.job_deserializer)
+
+    async def complete() -> bool:
+        return await copy.status() == JobStatus.complete
+
+    await async_wait_for(complete, timeout=10, what="requeued job complete")
+    info = await copy.result_info()
+    assert info is not None
+    assert (info.success, info.result) == (True, "mp")
+    assert dead_count(redis_client) == 0
+    # Requeueing the same dead letter again cannot enqueue a second copy.
+    twice = dlq(redis_url, "requeue", job.job_id, "--settings", MSGPACK_SETTINGS)
+    assert twice.returncode == 1
+    assert "already requeued" in twice.stderr
+    assert cast(list[bytes], redis_client.lrange("example:done", 0, -1)) == [b"mp"]
+
+
+async def test_a_requeue_cut_between_its_writes_neither_loses_nor_duplicates_the_job(
+    start_worker: Callable[..., WorkerProcess],
+    arq_pool: ArqRedis,
+    redis_client: redis.Redis,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    redis_client.set("example:broken", "1")
+    start_worker().wait_ready()
+    job = await arq_pool.enqueue_job("fragile", "once")
+    assert job is not None
+    wait_for(lambda: dead_count(redis_client) == 1, timeout=10, what="one dead letter")
+    redis_client.delete("example:broken")
+
+    # A real fault between a requeue's writes, no mock: this Redis user may write arq's keys but
+    # only read the dead-letter store, so the requeue fails where it touches the store, as it
+    # would on a connection dropped halfway.
+    admin: Any = redis_client  # redis-py leaves execute_command untyped
+    admin.execute_command(
+        "ACL", "SETUSER", "requeuer", "on", ">pw", "~arq:*", "%R~arqfleet:*", "+@all"
+    )
+    cut = dlq(f"redis://requeuer:pw@127.0.0.1:{redis_server.port}/0", "requeue", job.job_id)
+    assert cut.returncode != 0
+    assert dead_count(redis_client) == 1, "a failed requeue must leave the dead letter"
+
+    # Retried by someone allowed to: the job runs exactly once in all.
+    again = dlq(redis_url, "requeue", job.job_id)
+    assert again.returncode == 0, again.stderr
+    wait_for(
+        lambda: redis_client.zcard(QUEUE) == 0 and cast(int, redis_client.llen("example:done")),
+        timeout=10,
+        what="every enqueued copy finished",
+    )
+    assert cast(list[bytes], redis_client.lrange("example:done", 0, -1)) == [b"once"]
+    assert dead_count(redis_client) == 0

@@ -10,7 +10,7 @@ from typing import cast
 import redis
 from arq.connections import ArqRedis
 
-from arqfleet.worker.constants import heartbeats_key
+from arqfleet.worker.constants import dlq_entries_key, heartbeats_key
 from tests.support.waiting import wait_for
 from tests.support.worker_process import WorkerProcess
 
@@ -108,3 +108,71 @@ async def test_jobs_of_a_sigkilled_worker_run_again_after_the_in_progress_ttl(
         timeout=5,
         what="only the survivor's heartbeat left",
     )
+
+
+async def test_drain_0_stops_at_once_says_so_and_arq_requeues_the_cut_job(
+    start_worker: Callable[..., WorkerProcess], arq_pool: ArqRedis, redis_client: redis.Redis
+) -> None:
+    env = {"ARQFLEET_DRAIN_SECONDS": "0", "ARQFLEET_JOB_TIMEOUT_SECONDS": "30"}
+    first = start_worker(**env).wait_ready()
+    job = await arq_pool.enqueue_job("slow", "now-0", seconds=2.0)
+    assert job is not None
+    wait_for(lambda: records(redis_client, "started") == ["now-0"], timeout=10, what="job running")
+
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit(timeout=5) == 0
+    log = first.log()
+    # No drain happened: the log must not describe one.
+    assert "draining" not in log
+    assert "up to 0" not in log
+    assert "drain deadline" not in log
+    assert "SIGTERM: stopping now" in log
+    assert f"job {job.job_id} cut by an immediate stop: cancelled, re-queued" in log
+    # What the log claims is what arq did: the job is still queued, no longer marked running.
+    assert redis_client.zscore(QUEUE, job.job_id) is not None
+    assert not redis_client.exists(f"arq:in-progress:{job.job_id}")
+    start_worker(**env)
+    wait_for(lambda: records(redis_client, "done") == ["now-0"], timeout=10, what="job ran again")
+
+
+async def test_drain_0_without_retry_jobs_says_the_cut_job_is_not_requeued(
+    start_worker: Callable[..., WorkerProcess], arq_pool: ArqRedis, redis_client: redis.Redis
+) -> None:
+    worker = start_worker(
+        ARQFLEET_DRAIN_SECONDS="0", ARQFLEET_JOB_TIMEOUT_SECONDS="30", EXAMPLE_RETRY_JOBS="0"
+    ).wait_ready()
+    job = await arq_pool.enqueue_job("slow", "lost-0", seconds=2.0)
+    assert job is not None
+    wait_for(lambda: records(redis_client, "started") == ["lost-0"], timeout=10, what="running")
+
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(timeout=5) == 0
+    log = worker.log()
+    assert f"job {job.job_id} cut by an immediate stop: cancelled, not re-queued" in log
+    assert "re-queued by arq" not in log
+    # arq finished it as failed: out of the queue, and recorded as a dead letter.
+    assert redis_client.zscore(QUEUE, job.job_id) is None
+    assert redis_client.hexists(dlq_entries_key(QUEUE), job.job_id)
+
+
+async def test_a_second_sigint_stops_at_once_and_says_why(
+    start_worker: Callable[..., WorkerProcess], arq_pool: ArqRedis, redis_client: redis.Redis
+) -> None:
+    worker = start_worker(
+        ARQFLEET_DRAIN_SECONDS="30", ARQFLEET_JOB_TIMEOUT_SECONDS="60"
+    ).wait_ready()
+    job = await arq_pool.enqueue_job("slow", "ctrl-c", seconds=30.0)
+    assert job is not None
+    wait_for(lambda: records(redis_client, "started") == ["ctrl-c"], timeout=10, what="running")
+
+    worker.signal(signal.SIGINT)
+    wait_for(lambda: "draining" in worker.log(), timeout=5, what="drain started")
+    sent = time.monotonic()
+    worker.signal(signal.SIGINT)
+    assert worker.wait_exit(timeout=5) == 0
+    assert time.monotonic() - sent < 5
+    log = worker.log()
+    assert "SIGINT again: stopping now" in log
+    assert f"job {job.job_id} cut by a second SIGINT: cancelled, re-queued" in log
+    assert "drain deadline" not in log
+    assert redis_client.zscore(QUEUE, job.job_id) is not None

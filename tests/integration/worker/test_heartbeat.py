@@ -8,9 +8,12 @@ from typing import Any
 
 import redis
 from arq.connections import ArqRedis
+from redis.asyncio import Redis as AsyncRedis
 
+from arqfleet.worker import heartbeat as hb
 from arqfleet.worker.constants import Heartbeat, heartbeats_key, live_heartbeats, redis_time_ms
-from tests.support.waiting import wait_for
+from arqfleet.worker.health import Health
+from tests.support.waiting import async_wait_for, wait_for
 from tests.support.worker_process import WorkerProcess
 
 
@@ -49,3 +52,37 @@ async def test_heartbeat_reports_in_flight_completed_and_draining(
     assert worker.wait_exit(timeout=8) == 0
     assert pod not in beats(redis_client)
     assert not redis_client.hexists(heartbeats_key("arq:queue"), pod)
+
+
+async def test_a_beat_that_cannot_be_built_does_not_stop_the_beats(redis_url: str) -> None:
+    # A bug of ours on the beat's path (here: the snapshot raising once) is not a Redis error;
+    # it must cost one beat, not every later one.
+    calls = 0
+
+    def snapshot() -> tuple[int, int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("a bug in the snapshot")
+        return 0, calls
+
+    pool: Any = AsyncRedis.from_url(redis_url)
+    heartbeat = hb.Heartbeat(
+        pool,
+        queue_name="arq:queue",
+        pod="pod-a",
+        interval=0.1,
+        max_jobs=1,
+        health=Health(redis_stale_seconds=60),
+        snapshot=snapshot,
+    )
+
+    async def beat_written() -> bool:
+        return bool(await pool.hexists(heartbeats_key("arq:queue"), "pod-a"))
+
+    heartbeat.start()
+    try:
+        await async_wait_for(beat_written, timeout=5, what="a beat after the failed one")
+    finally:
+        await heartbeat.stop(remove=True)
+        await pool.aclose()

@@ -56,3 +56,22 @@ def test_dead_letter_json_round_trip() -> None:
         pod="p",
     )
     assert DeadLetter.from_json(letter.to_json()) == letter
+
+
+@pytest.mark.parametrize(
+    ("result", "error_type", "fragment"),
+    [
+        ("unable to serialize result", "unknown", "could not be serialized"),
+        ("max 5 retries exceeded", "unknown", "max 5 retries exceeded"),
+        ({"r": 1}, "unknown", "{'r': 1}"),
+        (None, "unknown", "None"),
+    ],
+    ids=["arq-placeholder-of-an-unserializable-failure", "plain-text", "other-object", "none"],
+)
+def test_describe_error_of_a_failure_that_is_not_an_exception(
+    result: object, error_type: str, fragment: str
+) -> None:
+    # A job serializer that cannot encode exceptions (msgpack, JSON) leaves arq a placeholder.
+    described_type, message = describe_error(result)
+    assert described_type == error_type
+    assert fragment in message

@@ -2,7 +2,8 @@
 
 Decides the process contract: exit 2 when the settings path does not resolve, 3 when the
 ARQFLEET_* environment is invalid, 1 when the user's module raises on import (traceback printed)
-or Redis cannot be reached, 0 after a drain. The operator reads 2 and 3 from the pod's status to
+or Redis cannot be reached (at start-up, or for the last writes at shutdown: the log names
+them), 0 after a drain. The operator reads 2 and 3 from the pod's status to
 tell the user which of their fields is wrong. It is meant to be the container's PID 1 (exec
 form, no shell), so it installs its own SIGTERM handling from the first instruction on.
 """

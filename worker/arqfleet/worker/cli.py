@@ -2,8 +2,10 @@
 
 The top-level `arqfleet` command (operator package) mounts this through `add_dlq_parser`;
 `python -m arqfleet.worker.cli dlq ...` runs it standalone. This module decides the command line
-and the printed output only; the store itself is `dead_letters.DeadLetterStore`. It must never
-print a Redis password: URLs are shown masked.
+and the printed output only; the store itself is `dead_letters.DeadLetterStore`. `requeue` reads
+and writes jobs with the app's job_serializer/job_deserializer when `--settings` names its
+WorkerSettings, else with arq's default (pickle). It must never print a Redis password: URLs are
+shown masked.
 """
 
 from __future__ import annotations
@@ -14,18 +16,48 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from arq.jobs import Deserializer
+from arq.constants import expires_extra_ms
+from arq.jobs import Deserializer, Serializer
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from arqfleet.worker.dead_letters import DeadLetter, DeadLetterStore
+from arqfleet.worker.dead_letters import DeadLetter, DeadLetterStore, NotRequeued, UnreadableJob
+from arqfleet.worker.loading import SettingsImportFailed, SettingsNotFound, load_settings
 from arqfleet.worker.settings import mask_url
 
 DEFAULT_QUEUE = "arq:queue"
+
+
+@dataclass(frozen=True)
+class JobCodec:
+    """How the app's jobs are written and read: arq's defaults (pickle) unless its settings say."""
+
+    serializer: Serializer | None = None
+    deserializer: Deserializer | None = None
+    expires_ms: int = expires_extra_ms
+    settings_path: str | None = None
+
+
+def app_codec(settings_path: str | None) -> JobCodec:
+    """The job serializer pair and job expiry of the app's WorkerSettings (class or dict)."""
+    if not settings_path:
+        return JobCodec()
+    settings: Any = load_settings(settings_path)
+
+    def setting(name: str) -> Any:
+        return settings.get(name) if isinstance(settings, dict) else getattr(settings, name, None)
+
+    expires = setting("expires_extra_ms")
+    return JobCodec(
+        serializer=setting("job_serializer"),
+        deserializer=setting("job_deserializer"),
+        expires_ms=expires_extra_ms if expires is None else int(expires),
+        settings_path=settings_path,
+    )
 
 
 def _when(ms: int) -> str:
@@ -43,7 +75,7 @@ def _print_table(letters: list[DeadLetter], total: int) -> None:
         print(f"{d.job_id:34} {d.function[:20]:20} {d.tries:>5} {when}  {error[:60]}")
 
 
-async def _list(store: DeadLetterStore, args: argparse.Namespace, _: Deserializer | None) -> int:
+async def _list(store: DeadLetterStore, args: argparse.Namespace, _: JobCodec) -> int:
     letters = await store.newest(args.limit)
     if args.json:
         print(json.dumps([asdict(d) for d in letters], indent=2))
@@ -52,7 +84,7 @@ async def _list(store: DeadLetterStore, args: argparse.Namespace, _: Deserialize
     return 0
 
 
-async def _show(store: DeadLetterStore, args: argparse.Namespace, _: Deserializer | None) -> int:
+async def _show(store: DeadLetterStore, args: argparse.Namespace, _: JobCodec) -> int:
     code = 0
     for job_id in args.job_ids:
         letter = await store.get(job_id)
@@ -73,25 +105,34 @@ async def _ids(store: DeadLetterStore, args: argparse.Namespace) -> list[str] | 
     return list(args.job_ids)
 
 
-async def _requeue(
-    store: DeadLetterStore, args: argparse.Namespace, deserializer: Deserializer | None
-) -> int:
+async def _requeue(store: DeadLetterStore, args: argparse.Namespace, codec: JobCodec) -> int:
     ids = await _ids(store, args)
     if ids is None:
         return 2
     code = 0
     for job_id in ids:
         try:
-            new_id = await store.requeue(job_id, deserializer)
-        except LookupError as exc:
-            print(f"{job_id}: {exc}", file=sys.stderr)
+            new_id = await store.requeue(
+                job_id,
+                serializer=codec.serializer,
+                deserializer=codec.deserializer,
+                expires_ms=codec.expires_ms,
+            )
+        except NotRequeued as exc:
+            hint = ""
+            if isinstance(exc, UnreadableJob) and codec.settings_path is None:
+                hint = (
+                    "; if the app sets job_serializer/job_deserializer, pass --settings "
+                    "with the import path of its WorkerSettings"
+                )
+            print(f"{job_id}: not requeued: {exc}{hint}", file=sys.stderr)
             code = 1
         else:
             print(f"{job_id}: requeued as {new_id}")
     return code
 
 
-async def _purge(store: DeadLetterStore, args: argparse.Namespace, _: Deserializer | None) -> int:
+async def _purge(store: DeadLetterStore, args: argparse.Namespace, _: JobCodec) -> int:
     ids = await _ids(store, args)
     if ids is None:
         return 2
@@ -100,28 +141,15 @@ async def _purge(store: DeadLetterStore, args: argparse.Namespace, _: Deserializ
     return 0
 
 
-Action = Callable[[DeadLetterStore, argparse.Namespace, Deserializer | None], Awaitable[int]]
+Action = Callable[[DeadLetterStore, argparse.Namespace, JobCodec], Awaitable[int]]
 ACTIONS: dict[str, Action] = {"list": _list, "show": _show, "requeue": _requeue, "purge": _purge}
 
 
-def _deserializer(settings_path: str | None) -> Deserializer | None:
-    """The job_deserializer of the app's settings, for apps that do not use pickle."""
-    if not settings_path:
-        return None
-    from arqfleet.worker.loading import load_settings
-
-    settings: Any = load_settings(settings_path)
-    found = settings.get("job_deserializer") if isinstance(settings, dict) else None
-    if not isinstance(settings, dict):
-        found = getattr(settings, "job_deserializer", None)
-    return found
-
-
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace, codec: JobCodec) -> int:
     redis = Redis.from_url(args.redis)
     try:
         store = DeadLetterStore(redis, args.queue)
-        return await ACTIONS[args.dlq_action](store, args, _deserializer(args.settings))
+        return await ACTIONS[args.dlq_action](store, args, codec)
     finally:
         await redis.aclose()
 
@@ -132,7 +160,16 @@ def run_dlq(args: argparse.Namespace) -> int:
         print("--redis (or ARQFLEET_REDIS_URL) is required", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(args))
+        codec = app_codec(args.settings)
+    except SettingsNotFound as exc:  # exit codes as arqfleet-worker's for the same path
+        print(f"--settings: {exc}", file=sys.stderr)
+        return 2
+    except SettingsImportFailed as exc:
+        print(exc.details, file=sys.stderr, end="")
+        print(f"--settings: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_run(args, codec))
     except (RedisError, OSError) as exc:
         print(f"redis error at {mask_url(args.redis)}: {type(exc).__name__}", file=sys.stderr)
         return 1
@@ -153,7 +190,8 @@ def add_dlq_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--settings",
-        help="import path of the app's WorkerSettings, only to use its job_deserializer",
+        help="import path of the app's WorkerSettings (e.g. app.worker.WorkerSettings): requeue "
+        "reads and writes jobs with its job_serializer/job_deserializer (default: pickle)",
     )
     dlq: argparse.ArgumentParser = subparsers.add_parser(
         "dlq", help="inspect, requeue or purge dead letters (jobs that failed for good)"

@@ -5,8 +5,10 @@ failure that arq does not retry). The entry keeps what a person needs to decide 
 (function, error, tries, times) and the arguments only as a size-capped repr; the serialized job
 is kept apart, opaque, only to requeue it through arq. Key formats are in `constants`.
 
-This module decides the entry format and the cap/retention policy. It must not decide *when* a
-job is dead (that is `instrument` and `runtime`, which know arq's outcome) and must not print.
+This module decides the entry format, the cap/retention policy and how a requeue is made safe
+(one script: the copy is enqueued and the dead letter dropped together, or nothing happens). It
+must not decide *when* a job is dead (that is `instrument` and `runtime`, which know arq's
+outcome), must not print, and the recorder must never raise into arq's job bookkeeping.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import reprlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from uuid import uuid4
 
-from arq.connections import ArqRedis
-from arq.jobs import Deserializer, Serializer, deserialize_job, serialize_job
+from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import Deserializer, SerializationError, Serializer, deserialize_job, serialize_job
+from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
 from arqfleet.worker import constants as c
@@ -29,6 +33,9 @@ logger = logging.getLogger("arqfleet.worker")
 
 # Keeps the message of a dead job readable in `dlq list` and bounded in Redis.
 ERROR_MESSAGE_CHARS = 2000
+# What arq 0.28 (`arq.jobs.serialize_result`) stores as a failed job's result when the app's
+# job_serializer cannot encode the exception (msgpack, JSON): the error itself is lost.
+ARQ_UNSERIALIZABLE_RESULT = "unable to serialize result"
 
 # KEYS: index zset, entries hash, payloads hash.
 # ARGV: job id, failed-at ms, entry JSON, payload ('' = none), only-if-absent ('1'/'0'),
@@ -53,6 +60,33 @@ local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[7])
 if excess > 0 then drop(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) end
 return 1
 """
+
+# KEYS: index zset, entries hash, payloads hash, new job key, new result key, queue zset.
+# ARGV: dead job id, its payload as read, new job id, new serialized job, score ms, expiry ms.
+# One script, so a requeue is all or nothing: the copy is in the queue and the dead letter gone,
+# or neither. Checking the payload read by the client makes it idempotent by job id: a second
+# requeue of the same dead letter (a retry after a lost reply, or a concurrent one) finds it gone
+# and enqueues nothing. The writes of arq's `enqueue_job` (job key with expiry, ZADD) are copied.
+_REQUEUE_LUA = """
+local stored = redis.call('HGET', KEYS[3], ARGV[1])
+if not stored then return 0 end
+if stored ~= ARGV[2] then return -1 end
+if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then return -2 end
+redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[6])
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[3])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
+
+
+class NotRequeued(Exception):
+    """A dead letter that was not requeued; the store and the queue are unchanged."""
+
+
+class UnreadableJob(NotRequeued):
+    """The stored job cannot be read with the deserializer given (not the app's)."""
 
 
 @dataclass(frozen=True)
@@ -91,9 +125,22 @@ def args_repr(args: tuple[Any, ...], kwargs: dict[str, Any], max_chars: int) -> 
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 
-def describe_error(exc: BaseException) -> tuple[str, str]:
-    """(type name, message) of the error that killed a job, looking through arq's Retry."""
-    cause = exc.__cause__ if exc.__cause__ is not None else exc
+def describe_error(error: object) -> tuple[str, str]:
+    """(type name, message) of what killed a job, looking through arq's Retry.
+
+    `error` is whatever arq's result holds: an exception, or, when the app's serializer cannot
+    encode exceptions, arq's placeholder string (or whatever the serializer made of it).
+    """
+    if not isinstance(error, BaseException):
+        if error == ARQ_UNSERIALIZABLE_RESULT:
+            text = (
+                "the failure could not be serialized by the app's job_serializer "
+                f"(arq stored {ARQ_UNSERIALIZABLE_RESULT!r}); the worker's log has the error"
+            )
+        else:
+            text = error if isinstance(error, str) else repr(error)
+        return "unknown", text[:ERROR_MESSAGE_CHARS]
+    cause = error.__cause__ if error.__cause__ is not None else error
     message = str(cause) or repr(cause)
     return type(cause).__name__, message[:ERROR_MESSAGE_CHARS]
 
@@ -171,24 +218,59 @@ class DeadLetterStore:
             count, _ = await pipe.execute()
         return int(count)
 
-    async def requeue(self, job_id: str, deserializer: Deserializer | None = None) -> str:
-        """Enqueue the job again through arq (new job id), then drop its dead letter.
+    async def requeue(
+        self,
+        job_id: str,
+        *,
+        serializer: Serializer | None = None,
+        deserializer: Deserializer | None = None,
+        expires_ms: int = expires_extra_ms,
+    ) -> str:
+        """Enqueue a copy of the dead job (new job id) and drop its dead letter, atomically.
 
-        A new id, because arq refuses an id whose result key still exists, and the failed try's
-        result is kept for keep_result seconds.
+        The job is read with `deserializer` and written with `serializer`, the app's pair (arq's
+        default, pickle, when None), so the app's workers can read the copy; its enqueue time is
+        now, as for any job arq enqueues. A new id, because arq refuses an id whose result key
+        still exists, and the failed try's result is kept for keep_result seconds. Raises
+        `NotRequeued` (store unchanged) when the entry is gone, has no stored job, or the stored
+        job cannot be read (`UnreadableJob`).
         """
         payload = await self.payload(job_id)
         if payload is None:
-            raise LookupError(f"dead letter {job_id!r} has no stored job (too large, or gone)")
-        job = deserialize_job(payload, deserializer=deserializer)
-        client = ArqRedis(connection_pool=self.redis.connection_pool)
-        enqueued = await client.enqueue_job(
-            job.function, *job.args, _queue_name=self.queue_name, **job.kwargs
-        )
-        if enqueued is None:  # pragma: no cover - a fresh uuid4 never collides
-            raise RuntimeError(f"arq refused to enqueue a copy of {job_id!r}")
-        await self.remove([job_id])
-        return str(enqueued.job_id)
+            if await self.get(job_id) is None:
+                raise NotRequeued("not in the dead-letter store (already requeued or purged)")
+            raise NotRequeued(
+                "no stored job to requeue (over the payload cap, or not serializable when recorded)"
+            )
+        try:
+            job = deserialize_job(payload, deserializer=deserializer)
+        except SerializationError as exc:
+            raise UnreadableJob(f"cannot read the stored job: {exc}") from exc
+        now_ms = timestamp_ms()
+        try:
+            copy = serialize_job(
+                job.function, job.args, job.kwargs, None, now_ms, serializer=serializer
+            )
+        except SerializationError as exc:
+            raise NotRequeued(f"cannot write the copy: {exc}") from exc
+        new_id = uuid4().hex
+        keys = [
+            self.index_key,
+            self.entries_key,
+            self.payloads_key,
+            job_key_prefix + new_id,
+            result_key_prefix + new_id,
+            self.queue_name,
+        ]
+        argv = [job_id, payload, new_id, copy, now_ms, expires_ms]
+        outcome = int(await self.redis.eval(_REQUEUE_LUA, len(keys), *keys, *argv))
+        if outcome == 0:
+            raise NotRequeued("not in the dead-letter store (already requeued or purged)")
+        if outcome == -1:
+            raise NotRequeued("recorded again while being requeued: requeue it again")
+        if outcome == -2:  # pragma: no cover - a fresh uuid4 never collides
+            raise NotRequeued(f"job id {new_id} is taken")
+        return new_id
 
 
 @dataclass(frozen=True)
@@ -201,11 +283,17 @@ class DeadLetterPolicy:
     payload_max_bytes: int
 
 
+class DeadLettersNotWritten(Exception):
+    """Some dead letters could not be written to Redis (each is logged by its job id)."""
+
+
 class DeadLetterRecorder:
     """Worker side: turns a dead job into an entry and writes it off the job's critical path.
 
     Writes run as background tasks so a dead letter never delays arq's own bookkeeping of the
-    job; `flush()` waits for them before the Redis pool is closed at shutdown.
+    job; `flush()` waits for them before the Redis pool is closed at shutdown. Nothing here raises
+    into the caller (arq's job task): a dead letter that cannot be built or written is logged and
+    lost, the job itself goes on as arq decides.
     """
 
     def __init__(
@@ -222,11 +310,44 @@ class DeadLetterRecorder:
         self.pod = pod
         self.serializer = serializer
         self.on_result = on_result
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Task[bool]] = set()
+
+    @property
+    def pending(self) -> int:
+        """Writes still in flight."""
+        return len(self._pending)
 
     def record_soon(
         self,
         *,
+        job_id: str,
+        function: str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        tries: int,
+        enqueued_at_ms: int,
+        failed_at_ms: int,
+        error: object,
+        only_if_absent: bool = False,
+    ) -> None:
+        """Write a dead letter in the background; never raises (a failure is logged)."""
+        try:
+            letter, payload = self._letter(
+                job_id, function, tuple(args), kwargs, tries, enqueued_at_ms, failed_at_ms, error
+            )
+            task = asyncio.get_running_loop().create_task(
+                self._write(letter, payload, only_if_absent)
+            )
+        except Exception:
+            # Called from arq's job task: raising here would replace the job's outcome in arq,
+            # or end the worker when called from finish_failed_job.
+            logger.exception("cannot build the dead letter of job %s (%s)", job_id, function)
+            return
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _letter(
+        self,
         job_id: str,
         function: str,
         args: tuple[Any, ...],
@@ -234,9 +355,8 @@ class DeadLetterRecorder:
         tries: int,
         enqueued_at_ms: int,
         failed_at_ms: int,
-        error: BaseException,
-        only_if_absent: bool = False,
-    ) -> None:
+        error: object,
+    ) -> tuple[DeadLetter, bytes | None]:
         error_type, message = describe_error(error)
         payload = self._payload(function, args, kwargs, enqueued_at_ms)
         letter = DeadLetter(
@@ -252,9 +372,7 @@ class DeadLetterRecorder:
             requeueable=payload is not None,
             pod=self.pod,
         )
-        task = asyncio.get_running_loop().create_task(self._write(letter, payload, only_if_absent))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        return letter, payload
 
     def _payload(
         self, function: str, args: tuple[Any, ...], kwargs: dict[str, Any], enqueued_at_ms: int
@@ -270,7 +388,8 @@ class DeadLetterRecorder:
             return None
         return payload
 
-    async def _write(self, letter: DeadLetter, payload: bytes | None, only_if_absent: bool) -> None:
+    async def _write(self, letter: DeadLetter, payload: bytes | None, only_if_absent: bool) -> bool:
+        """Write one letter; False (logged) when Redis did not take it."""
         try:
             added = await self.store.record(
                 letter,
@@ -281,8 +400,8 @@ class DeadLetterRecorder:
             )
         except Exception as exc:
             logger.error("cannot record dead letter for job %s: %s", letter.job_id, exc)
-            self.on_result(letter.function, exc)
-            return
+            self._report(letter.function, exc)
+            return False
         if added:
             logger.warning(
                 "job %s (%s) is dead after %d tries: %s: %s",
@@ -292,9 +411,20 @@ class DeadLetterRecorder:
                 letter.error_type,
                 letter.error,
             )
-            self.on_result(letter.function, None)
+            self._report(letter.function, None)
+        return True
+
+    def _report(self, function: str, error: BaseException | None) -> None:
+        try:
+            self.on_result(function, error)
+        except Exception:  # metrics and health bookkeeping must not lose the write's outcome
+            logger.exception("cannot report the dead letter of %s", function)
 
     async def flush(self) -> None:
-        """Wait for the writes still in flight."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        """Wait for the writes still in flight; raises `DeadLettersNotWritten` if any failed."""
+        if not self._pending:
+            return
+        written = await asyncio.gather(*self._pending, return_exceptions=True)
+        failed = sum(1 for ok in written if ok is not True)
+        if failed:
+            raise DeadLettersNotWritten(f"{failed} dead letter(s) could not be written")

@@ -128,13 +128,21 @@ class Heartbeat:
         self._wake.set()
 
     async def _run(self) -> None:
+        failing = False
         while True:
             self._wake.clear()
             try:
                 await self.beat()
             except (TimeoutError, RedisError, OSError) as exc:
                 self.health.redis_failed("heartbeat", exc)
+            except Exception:
+                # A bug in building the beat must not end this task: the operator would take a
+                # pod that stopped beating for a dead one. Logged once per streak, retried.
+                if not failing:
+                    logger.exception("cannot write the heartbeat of %s", self.pod)
+                failing = True
             else:
+                failing = False
                 self.health.redis_ok()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
@@ -143,7 +151,7 @@ class Heartbeat:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="arqfleet-heartbeat")
 
     async def stop(self, *, remove: bool) -> None:
-        """Stop beating; with `remove`, delete this pod's beat (a clean exit)."""
+        """Stop beating; with `remove`, delete this pod's beat (a clean exit), never raising."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -151,10 +159,14 @@ class Heartbeat:
             self._task = None
         if remove:
             try:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.hdel(self.hash_key, self.pod)
-                    pipe.zrem(self.expiry_key, self.pod)
-                    await pipe.execute()
+                await self.remove()
             except (RedisError, OSError) as exc:
                 # The beat expires by itself after its TTL; nothing is lost.
                 logger.warning("cannot remove heartbeat of %s: %s", self.pod, exc)
+
+    async def remove(self) -> None:
+        """Delete this pod's beat now (raises on Redis errors; the caller bounds the wait)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.hash_key, self.pod)
+            pipe.zrem(self.expiry_key, self.pod)
+            await pipe.execute()

@@ -5,7 +5,8 @@ the try (success, failure, retry, timeout, cancelled) and whether the job is now
 the same `ctx` dict arq passes to the function and the hooks, and re-raises everything
 unchanged, so arq's own handling (retries, results, hooks) is exactly what it would be without
 arqfleet. It must not touch Redis on the job's path: dead letters are handed to the recorder,
-which writes in the background.
+which writes in the background. Its own bookkeeping must never raise into arq: a failure there
+is logged and the job's result or exception passes through untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from arqfleet.worker.dead_letters import DeadLetterRecorder
 from arqfleet.worker.metrics import WorkerMetrics
 
 F = TypeVar("F", Function, CronJob)
+
+logger = logging.getLogger("arqfleet.worker")
 
 
 class WorkerView(Protocol):
@@ -103,24 +107,27 @@ class Instrument:
         counts = self.counts
         success = fm.finished[c.OUTCOME_SUCCESS]
 
-        @functools.wraps(coroutine)
-        async def instrumented(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        def started(ctx: dict[str, Any]) -> None:
             score = ctx.get("score")
             if score:
                 fm.queue_wait.observe(max(0.0, time.time() - score / 1000))
             fm.started.inc()
+
+        @functools.wraps(coroutine)
+        async def instrumented(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
             counts.in_flight += 1
             counts.started += 1
+            _safely(name, started, ctx)
             began = time.perf_counter()
             try:
                 result = await coroutine(ctx, *args, **kwargs)
             except BaseException as exc:
-                fm.duration.observe(time.perf_counter() - began)
-                self._failed(exc, name, own_max_tries, ctx, args, kwargs)
+                _safely(name, fm.duration.observe, time.perf_counter() - began)
+                _safely(name, self._failed, exc, name, own_max_tries, ctx, args, kwargs)
                 raise
             else:
-                fm.duration.observe(time.perf_counter() - began)
-                success.inc()
+                _safely(name, fm.duration.observe, time.perf_counter() - began)
+                _safely(name, success.inc)
                 return result
             finally:
                 counts.in_flight -= 1
@@ -167,3 +174,14 @@ class Instrument:
                 failed_at_ms=int(time.time() * 1000),
                 error=exc,
             )
+
+
+def _safely(function: str, bookkeeping: Callable[..., object], *args: Any) -> None:
+    """Run one piece of our bookkeeping around a job; a bug in it is logged, never raised.
+
+    Raised inside the job's task it would replace the job's own result or exception in arq.
+    """
+    try:
+        bookkeeping(*args)
+    except Exception:
+        logger.exception("arqfleet bookkeeping failed around a job of %s", function)

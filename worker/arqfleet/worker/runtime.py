@@ -1,12 +1,13 @@
 """Run the user's arq settings in an arq Worker that drains, reports and survives Redis outages.
 
 Decides the drain (arq's job_completion_wait, with readiness false at once, and every job cut
-at the deadline logged by id) and the order of start-up and shutdown: probes first, then Redis,
-then the Worker with instrumented functions and the heartbeat; at exit, cut jobs' re-queue
-writes, heartbeat removal, pending dead letters, then arq's close. Which settings the Worker gets
-is `overrides`' decision. It must not
-reimplement arq's job execution: `FleetWorker` only hooks the signal handlers, the poll iteration
-(to survive Redis outages) and failed-job bookkeeping (dead letters).
+at the deadline or by an immediate stop logged by id with what arq does with it) and the order
+of start-up and shutdown: probes first, then Redis, then the Worker with instrumented functions
+and the heartbeat; at exit, cut jobs' last writes, heartbeat removal, pending dead letters, then
+arq's close, all within one shutdown deadline (`shutdown`). Which settings the Worker gets is
+`overrides`' decision. It must not reimplement arq's job execution: `FleetWorker` only hooks the
+signal handlers, the poll iteration (to survive Redis outages) and failed-job bookkeeping (dead
+letters), and nothing of ours may raise into arq's job bookkeeping.
 
 Overridden arq internals (pinned by arq>=0.28,<0.29): `_poll_iteration` and `start_jobs`.
 """
@@ -38,6 +39,7 @@ from arqfleet.worker.metrics import WorkerMetrics
 from arqfleet.worker.overrides import effective_redis_settings, worker_kwargs
 from arqfleet.worker.server import ProbeServer
 from arqfleet.worker.settings import WorkerEnv, mask_url
+from arqfleet.worker.shutdown import Shutdown
 
 logger = logging.getLogger("arqfleet.worker")
 
@@ -58,6 +60,8 @@ class FleetWorker(Worker):
         self.health = health
         self.recorder = recorder
         self._on_drain = on_drain
+        # What cancels the running jobs, for the log: the drain deadline unless stopped at once.
+        self._cut_by = "the drain deadline"
         super().__init__(*args, **kwargs)
         self.on_stop = self._stopped
 
@@ -66,39 +70,60 @@ class FleetWorker(Worker):
         """True once running jobs are being cancelled (drain deadline or immediate stop)."""
         return self.health.stopping
 
-    def _begin_drain(self, signum: Signals) -> None:
+    def _not_ready(self) -> None:
+        """Readiness false, and the heartbeat reports it at once (not a period later)."""
+        if not self.health.draining:
+            self.health.draining = True
+            self._on_drain()
+
+    def handle_sig_wait_for_completion(self, signum: Signals) -> None:
+        sig = Signals(signum)
         if self.health.draining:
+            if sig == Signals.SIGINT:
+                # Ctrl-C twice means "now".
+                self._stop_now(sig, "SIGINT again: stopping now", "a second SIGINT")
+            # A repeated SIGTERM (e.g. forwarded by a wrapper too) must not shorten the drain.
             return
-        self.health.draining = True
+        self._not_ready()
         logger.info(
             "%s: draining: not ready, taking no new jobs, %d running, waiting up to %ss",
-            Signals(signum).name,
+            sig.name,
             len(self.tasks),
             self._job_completion_wait,
         )
-        self._on_drain()
-
-    def handle_sig_wait_for_completion(self, signum: Signals) -> None:
-        if self.health.draining:
-            if Signals(signum) == Signals.SIGINT:
-                # Ctrl-C twice means "now": cut the running jobs, arq re-queues them.
-                self.handle_sig(signum)
-            # A repeated SIGTERM (e.g. forwarded by a wrapper too) must not shorten the drain.
-            return
-        self._begin_drain(signum)
         super().handle_sig_wait_for_completion(signum)
 
     def handle_sig(self, signum: Signals) -> None:
-        self._begin_drain(signum)
-        super().handle_sig(signum)
+        # arq installs this handler instead of the draining one when the drain time is 0 (its
+        # close() also calls it, but only when arq does not own the signals).
+        sig = Signals(signum)
+        why = " (drain time is 0)" if not self._job_completion_wait else ""
+        self._stop_now(sig, f"{sig.name}: stopping now{why}", "an immediate stop")
+
+    def _stop_now(self, sig: Signals, heading: str, cut_by: str) -> None:
+        self._cut_by = cut_by
+        self._not_ready()
+        logger.info(
+            "%s: not ready, taking no new jobs, cancelling %d running job(s)",
+            heading,
+            sum(not task.done() for task in self.tasks.values()),
+        )
+        super().handle_sig(sig)
 
     def _stopped(self, signum: Signals) -> None:
         # arq calls on_stop right after cancelling the running jobs, in the same step, so every
         # job's wrapper sees `stopping` when its CancelledError arrives.
         self.health.stopping = True
+        # What arq 0.28's run_job does with a cancelled job: with retry_jobs it leaves the job in
+        # the queue (only its in-progress key is deleted) to be picked again; without, it stores
+        # the CancelledError as the job's failed result and removes it from the queue.
+        if self.retry_jobs:
+            fate = "re-queued by arq (it stays in the queue and is picked again)"
+        else:
+            fate = "not re-queued: retry_jobs is off, so arq finishes it as failed"
         for job_id, task in self.tasks.items():
             if not task.done():
-                logger.warning("job %s cut by the drain deadline: cancelled, re-queued", job_id)
+                logger.warning("job %s cut by %s: cancelled, %s", job_id, self._cut_by, fate)
 
     async def _poll_iteration(self) -> None:
         queries_redis = self.allow_pick_jobs and self.job_counter < self.max_jobs
@@ -126,15 +151,21 @@ class FleetWorker(Worker):
         if self.recorder is None or result_data is None:
             return
         try:
-            result = deserialize_result(result_data, deserializer=self.job_deserializer)
+            self._record_failed(self.recorder, job_id, result_data)
         except Exception:
-            logger.exception("cannot read the failure of job %s for the dead-letter store", job_id)
-            return
+            # arq awaits this inside run_job, and an exception from a job task ends Worker.main()
+            # at the next poll: plain arq would keep running, so must we.
+            logger.exception("cannot record the failure of job %s as a dead letter", job_id)
+
+    def _record_failed(self, recorder: DeadLetterRecorder, job_id: str, data: bytes) -> None:
+        result = deserialize_result(data, deserializer=self.job_deserializer)
         if isinstance(result.result, asyncio.CancelledError):
             return  # aborted on request: not a dead letter
         # Max tries exceeded, expired, unknown function: arq gives up without running the job.
         # The job's last real error may already be recorded by its final try: keep that one.
-        self.recorder.record_soon(
+        # A serializer that cannot encode exceptions (msgpack) leaves arq's placeholder string as
+        # `result.result`; the recorder describes it as such.
+        recorder.record_soon(
             job_id=job_id,
             function=result.function,
             args=result.args,
@@ -269,19 +300,57 @@ async def _run_worker(
         exc = worker.main_task.exception()
         logger.error("worker stopped: %s: %s", type(exc).__name__, exc, exc_info=exc)
         code = 1
-    # Cut jobs are still writing their re-queue (finish_job) under asyncio.shield: wait for it.
-    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-    worker.tasks.clear()
-    await heartbeat.stop(remove=code == 0)
-    await recorder.flush()
-    try:
-        await worker.close()
-    except REDIS_ERRORS as exc:
-        logger.warning("redis error while closing: %s", exc)
-    logger.info(
-        "pod %s stopped: %d tries started, %d finished",
-        env.pod_name,
-        counts.started,
-        counts.completed,
+    abandoned = await _shut_down(
+        worker, heartbeat, recorder, pool, budget=env.shutdown_seconds, crashed=code != 0
     )
+    summary = (
+        f"pod {env.pod_name} stopped: {counts.started} tries started, {counts.completed} finished"
+    )
+    if abandoned:
+        logger.error(
+            "%s; exit code 1: shutdown incomplete, gave up on: %s",
+            summary,
+            ", ".join(abandoned),
+        )
+        return 1
+    logger.info("%s", summary)
     return code
+
+
+async def _shut_down(
+    worker: FleetWorker,
+    heartbeat: Heartbeat,
+    recorder: DeadLetterRecorder,
+    pool: ArqRedis,
+    *,
+    budget: float,
+    crashed: bool,
+) -> list[str]:
+    """The last writes, in order, within `budget` seconds; the names of those abandoned."""
+    shutdown = Shutdown(budget)
+    if worker.tasks:
+        # Cut jobs are still writing their outcome (finish_job) under asyncio.shield.
+        await shutdown.step(
+            "cut jobs' last writes",
+            asyncio.gather(*worker.tasks.values(), return_exceptions=True),
+            "their in-progress keys expire after the job timeout + 10 s, then they run again",
+        )
+    worker.tasks.clear()
+    await heartbeat.stop(remove=False)
+    if not crashed:  # a crashed worker's beat stays until its TTL: the operator sees it die
+        await shutdown.step("heartbeat removal", heartbeat.remove(), "the beat expires by its TTL")
+    if recorder.pending:
+        await shutdown.step(
+            "dead letters", recorder.flush(), f"{recorder.pending} dead letter(s) not recorded"
+        )
+    closed = await shutdown.step(
+        "arq's close",
+        worker.close(),
+        "arq's health-check key stays until it expires; the settings' on_shutdown did not finish",
+    )
+    if not closed:
+        closing = asyncio.ensure_future(pool.aclose(close_connection_pool=True))
+        # Closing sockets needs no answer from Redis; bounded all the same, since exiting closes
+        # them anyway.
+        await asyncio.wait({closing}, timeout=1.0)
+    return shutdown.abandoned

@@ -50,9 +50,17 @@ class WorkerEnv(BaseSettings):
 
     drain_seconds: float | None = Field(default=None, ge=0)
     """ARQFLEET_DRAIN_SECONDS: after SIGTERM, seconds that in-flight jobs may take to finish
-    (arq's job_completion_wait) before they are cancelled and re-queued. Default: the settings'
-    job_completion_wait if non-zero, else 15 s. Keep it >= job timeout so nothing that had time to
-    finish is cut, and below the pod's terminationGracePeriodSeconds by ~15 s."""
+    (arq's job_completion_wait) before they are cancelled (arq re-queues them unless the settings
+    turn retry_jobs off). 0 means no drain: SIGTERM cancels the running jobs at once. Default: the
+    settings' job_completion_wait if non-zero, else 15 s. Keep it >= job timeout so nothing that
+    had time to finish is cut, and below the pod's terminationGracePeriodSeconds by ~15 s."""
+
+    shutdown_seconds: float = Field(default=10.0, gt=0)
+    """ARQFLEET_SHUTDOWN_SECONDS: after the drain, the most time the worker waits for Redis to
+    take its last writes (cut jobs' results, heartbeat removal, pending dead letters, arq's close
+    with the settings' on_shutdown) before it exits anyway, with code 1 and the writes it gave up
+    on in its log. Default 10 s: it fits in the ~15 s margin between the drain and the pod's
+    terminationGracePeriodSeconds, so a hung Redis never turns a shutdown into a SIGKILL."""
 
     poll_delay_seconds: float | None = Field(default=None, gt=0)
     """ARQFLEET_POLL_DELAY_SECONDS: arq poll_delay, seconds. Default: unset, keep the settings'
