@@ -25,6 +25,7 @@ class Health:
     # process is retrying it), and liveness must not kill a pod that is still connecting.
     redis_last_ok: float = field(default_factory=time.monotonic)
     redis_reachable: bool = False
+    redis_was_lost: bool = False  # an outage was logged, so its end is news too
     draining: bool = False
     stopping: bool = False
     redis_errors: dict[str, Counter] = field(default_factory=dict)
@@ -34,7 +35,12 @@ class Health:
         self.redis_last_ok = time.monotonic() if now is None else now
         if not self.redis_reachable:
             self.redis_reachable = True
-            logger.info("redis is reachable")
+            # The first answer at start-up is expected (and arq logs its own connection line):
+            # only the end of an outage is worth an INFO line.
+            if self.redis_was_lost:
+                logger.info("redis is reachable again")
+            else:
+                logger.debug("redis is reachable")
 
     def redis_failed(self, operation: str, exc: BaseException) -> None:
         """A Redis command of ours failed; counted by operation, logged once per outage."""
@@ -43,6 +49,7 @@ class Health:
             counter.inc()
         if self.redis_reachable:
             logger.warning("redis is unreachable (%s): %s: %s", operation, type(exc).__name__, exc)
+            self.redis_was_lost = True
         self.redis_reachable = False
 
     def healthy(self, now: float) -> tuple[bool, str]:
