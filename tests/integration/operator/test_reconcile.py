@@ -359,7 +359,13 @@ async def test_podmonitor_created_only_when_its_api_is_served(
             lambda: get_path(kube, path), timeout=30, what="the PodMonitor"
         )
         endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+        relabelings = endpoint.pop("relabelings")
         assert endpoint == {"port": "http", "path": "/metrics", "interval": "15s"}
+        # The worker series get the labels the alerts and the dashboard join them by.
+        assert {r["targetLabel"]: r["sourceLabels"] for r in relabelings} == {
+            "jobqueue": ["__meta_kubernetes_pod_label_arqfleet_io_jobqueue"],
+            "pod": ["__meta_kubernetes_pod_name"],
+        }
     finally:
         kubectl(operator.plane, "delete", "-f", manifest, "--wait=true")
 
