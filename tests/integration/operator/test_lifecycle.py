@@ -379,3 +379,51 @@ async def test_a_repair_the_api_server_refused_is_retried(
         await async_wait_for(recreated, timeout=60, what="the Deployment recreated")
     finally:
         assert process.stop() == 0, process.log()
+
+
+async def test_malformed_queue_data_is_skipped_counted_and_scaling_goes_on(
+    kube: ApiClient, namespace: str, namespaced_operator: OperatorProcess, redis_url: str
+) -> None:
+    junk: Any = redis.Redis.from_url(redis_url)
+    try:
+        junk.zadd("arq:queue", {"not-an-arq-job": 1, b"\xff\xfe": 2})
+        junk.hset(
+            "arqfleet:heartbeats:arq:queue",
+            mapping={"corrupt": b"{nope", "future": b'{"version": 99}', "huge": b"x" * 500_000},
+        )
+        junk.set("arqfleet:cron-next:arq:queue", b"not json")
+        await backlog_of(redis_url, 25)
+        spec = {
+            **plain_spec(),
+            "redis": {"url": redis_url},
+            "scaling": {"maxReplicas": 3, "pollSeconds": 1},
+        }
+        await create_jobqueue(kube, namespace, "q", spec)
+        # The 25 real jobs scale it; the two members that are not jobs are not counted.
+        await wait_replicas(kube, namespace, lambda n: n == 3, "a scale-up to 3")
+
+        def counted() -> bool:
+            text = namespaced_operator.metrics()
+            labels = f'{{jobqueue="q",namespace="{namespace}"}}'
+            return (
+                f"arqfleet_probe_skipped_members_total{labels}" in text
+                and f"arqfleet_probe_bad_heartbeats_total{labels}" in text
+            )
+
+        wait_for(counted, timeout=30, what="the skipped members and heartbeats counted")
+        jq = await get_jobqueue(kube, namespace, "q")
+        assert jq is not None
+        assert jq["status"]["queue"]["ready"] == 25
+        log = namespaced_operator.log()
+        assert "are not arq jobs: skipped" in log
+        assert "heartbeats could not be read: skipped" in log
+        assert "Traceback" not in log
+    finally:
+        junk.close()
+
+
+async def backlog_of(redis_url: str, jobs: int) -> None:
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    for i in range(jobs):
+        await pool.enqueue_job("fast", f"j{i}")
+    await pool.aclose()
