@@ -19,6 +19,8 @@ class RedisServer:
     """One redis-server process. `stop()` and `start()` may be called repeatedly (outages)."""
 
     port: int = field(default_factory=free_port)
+    persistent: bool = False
+    """Append-only file on: a stop and start keeps the data (a Redis restart, not a wipe)."""
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="arqfleet-redis-")))
     process: subprocess.Popen[bytes] | None = None
 
@@ -40,7 +42,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self.workdir),
                 "--logfile",
