@@ -243,6 +243,15 @@ class ControlPlane:
             client_cert=False,
         )
 
+    def restart_apiserver(self, timeout: float = 120) -> None:
+        """Stop kube-apiserver (as an upgrade or a crash would) and start it again on the same
+        port, certificates and etcd: clients see their watches and requests fail, then heal."""
+        [apiserver] = [p for p in self.processes if p.name == "kube-apiserver"]
+        apiserver.stop(timeout=STOP_TIMEOUTS.get("kube-apiserver", 15))
+        self.processes.remove(apiserver)
+        self._start_apiserver()
+        self._wait_http(f"{self.server}/readyz", timeout, "kube-apiserver", client_cert=True)
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop(timeout=STOP_TIMEOUTS.get(process.name, 15))

@@ -1,7 +1,9 @@
-"""Faults around the operator, for real: a slow Redis, a Redis down for a minute, restarted."""
+"""Faults around the operator, for real: a slow Redis, a Redis down for a minute and
+restarted, and the API server restarted under load."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,8 +12,15 @@ import pytest
 from arq.connections import RedisSettings, create_pool
 from kubernetes_asyncio.client import ApiClient
 
+from arqfleet.operator.crd import CRD_NAME
 from localcluster import ControlPlane
-from tests.support.operator_checks import create_jobqueue, get_deployment, ready_condition
+from tests.support.kube import REPO_ROOT, api_client, kubectl
+from tests.support.operator_checks import (
+    create_jobqueue,
+    get_deployment,
+    get_jobqueue,
+    ready_condition,
+)
 from tests.support.operator_process import OperatorProcess, bind_operator_rbac
 from tests.support.redis_server import RedisServer
 from tests.support.slow_proxy import SlowProxy
@@ -137,3 +146,46 @@ async def test_redis_down_a_minute_freezes_replicas_then_scaling_resumes(
         await async_wait_for(scaled_down, timeout=30, what="a scale-down after the outage")
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def own_plane() -> Iterator[ControlPlane]:
+    """A control plane of this test's own: restarting the session's would disturb others."""
+    plane = ControlPlane(with_controller_manager=True)
+    try:
+        plane.start()
+        kubectl(plane, "apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+        kubectl(plane, "wait", "--for=condition=Established", f"crd/{CRD_NAME}")
+        kubectl(plane, "create", "namespace", "faults")
+        yield plane
+    finally:
+        plane.cleanup()
+
+
+async def test_the_operator_rides_out_an_api_server_restart(
+    own_plane: ControlPlane, redis_server: RedisServer
+) -> None:
+    kubeconfig = bind_operator_rbac(own_plane, ["faults"], user="arqfleet-op-restart")
+    operator = OperatorProcess(own_plane, kubeconfig, namespaces=["faults"])
+    operator.start()
+    api = await api_client(own_plane)
+    try:
+        await backlog(redis_server.url, 15)
+        await create_jobqueue(api, "faults", "q", spec(redis_server.url))
+
+        async def at(count: int) -> bool:
+            return await replicas(api, "faults", "q") == count
+
+        await async_wait_for(lambda: at(2), timeout=30, what="2 replicas before")
+        await asyncio.to_thread(own_plane.restart_apiserver)
+        # Under load after the restart: the watches and the scaling loop carry on by themselves.
+        await backlog(redis_server.url, 20)  # 35 waiting: 4 wanted, 3 allowed
+        await async_wait_for(lambda: at(3), timeout=60, what="3 replicas after the restart")
+        jq = await get_jobqueue(api, "faults", "q")
+        assert jq is not None
+        assert jq["status"]["queue"]["ready"] == 35
+        assert operator.popen is not None
+        assert operator.popen.poll() is None, operator.log()
+    finally:
+        await api.close()
+        assert operator.stop() == 0, operator.log()
