@@ -189,3 +189,39 @@ async def test_the_operator_rides_out_an_api_server_restart(
     finally:
         await api.close()
         assert operator.stop() == 0, operator.log()
+
+
+async def test_sigkill_during_a_scale_up_keeps_the_step_policy_across_the_restart(
+    kube: ApiClient, namespace: str, fault_operator: OperatorProcess, redis_url: str
+) -> None:
+    """The scale steps of the current period live in status.history: an operator killed right
+    after stepping 0 -> 4 must not step again before the period is over (nothing twice)."""
+    period = 30
+    await backlog(redis_url, 200)  # wants 20
+    await create_jobqueue(
+        kube,
+        namespace,
+        "q",
+        spec(redis_url, maxReplicas=20, scaleUp={"maxPods": 4, "periodSeconds": period}),
+    )
+
+    async def stepped() -> bool:
+        return await replicas(kube, namespace, "q") == 4
+
+    await async_wait_for(stepped, timeout=30, what="the first step, 0 -> 4")
+    stepped_at = time.monotonic()
+    assert fault_operator.popen is not None
+    fault_operator.popen.kill()  # SIGKILL: nothing is flushed on the way out
+    fault_operator.popen.wait(timeout=10)
+    await asyncio.to_thread(fault_operator.start)
+    seen: dict[float, int | None] = {}
+
+    async def next_step() -> bool:
+        count = await replicas(kube, namespace, "q")
+        seen[time.monotonic() - stepped_at] = count
+        return count == 8
+
+    await async_wait_for(next_step, timeout=period + 30, interval=0.25, what="the next step")
+    early = {at: count for at, count in seen.items() if at < period - 1 and count != 4}
+    assert not early, f"stepped again within the period after the restart: {early}"
+    assert max(seen) >= period - 1
