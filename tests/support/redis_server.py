@@ -59,6 +59,14 @@ class RedisServer:
         finally:
             client.close()
 
+    def set_password(self, password: str) -> None:
+        """Require AUTH from now on (the default user's password), as a production Redis does."""
+        client = redis.Redis(port=self.port)
+        try:
+            client.config_set("requirepass", password)
+        finally:
+            client.close()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

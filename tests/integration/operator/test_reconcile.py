@@ -430,19 +430,36 @@ async def test_redis_reachability_is_a_condition_with_events(
     )
 
 
-async def test_redis_password_from_a_secret_never_shows(kube: ApiClient, namespace: str) -> None:
-    await create_secret(kube, namespace)  # redis://:pw@redis:6379/0, a host that does not exist
+async def test_redis_password_from_a_secret_never_shows(
+    kube: ApiClient, namespace: str, operator: OperatorProcess, redis_server: RedisServer
+) -> None:
+    """The URL's password is read from the Secret and used, and appears nowhere: not in the
+    JobQueue, its status, its Deployment, an Event, the operator's log or its metrics."""
+    password = "s3cr3t-in-the-secret"
+    redis_server.set_password(password)
+    url = f"redis://:{password}@127.0.0.1:{redis_server.port}/0"
+    secret = V1Secret(metadata=V1ObjectMeta(name="redis-credentials"), string_data={"url": url})
+    await CoreV1Api(kube).create_namespaced_secret(namespace, secret)
     await create_jobqueue(kube, namespace, "q", secret_spec())
-    condition = await async_wait_for(
-        lambda: ready_condition(kube, namespace, "q", "RedisReachable"),
-        timeout=30,
-        what="RedisReachable",
-    )
-    assert condition["status"] == "False"
-    assert "redis:6379/0" in condition["message"]
-    assert "pw" not in condition["message"]
+
+    async def answered() -> dict[str, Any] | None:
+        condition = await ready_condition(kube, namespace, "q", "RedisReachable")
+        return condition if condition and condition["status"] == "True" else None
+
+    # Reachable: the operator really authenticated with the password from the Secret.
+    condition = await async_wait_for(answered, timeout=30, what="RedisReachable=True")
+    assert f"127.0.0.1:{redis_server.port}/0" in condition["message"]
     jq = await get_path(kube, f"/apis/arqfleet.io/v1alpha1/namespaces/{namespace}/jobqueues/q")
-    assert ":pw@" not in str(jq)
+    deployment = await get_deployment(kube, namespace, "q-worker")
+    events = await CoreV1Api(kube).list_namespaced_event(namespace)
+    for where, text in [
+        ("the JobQueue", json.dumps(jq)),
+        ("the Deployment", json.dumps(deployment)),
+        ("Events", " ".join(e.message or "" for e in events.items)),
+        ("the operator log", operator.log()),
+        ("the metrics", operator.metrics()),
+    ]:
+        assert password not in text, where
 
 
 async def test_operator_metrics_pass_promtool_and_carry_no_secret(
