@@ -543,3 +543,26 @@ async def test_a_password_stored_before_the_rule_never_reaches_status_events_or_
     assert events.items
     assert all(password not in (event.message or "") for event in events.items)
     assert password not in operator.log()
+
+
+async def test_a_deleted_jobqueue_leaves_no_metric_series(
+    kube: ApiClient, namespace: str, operator: OperatorProcess, redis_server: RedisServer
+) -> None:
+    await create_jobqueue(
+        kube, namespace, "gone", {**secret_spec(), "redis": {"url": redis_server.url}}
+    )
+    series = f'jobqueue="gone",namespace="{namespace}"'
+
+    async def exported() -> bool:
+        return f"arqfleet_queue_ready_jobs{{{series}}}" in operator.metrics()
+
+    await async_wait_for(exported, timeout=30, what="the JobQueue's series")
+    await CustomObjectsApi(kube).delete_namespaced_custom_object(
+        models.API_GROUP, models.API_VERSION, namespace, models.PLURAL, "gone"
+    )
+
+    async def forgotten() -> bool:
+        return series not in operator.metrics()
+
+    # Every per-queue series (queue, replicas, Redis reachability, scale events) goes with it.
+    await async_wait_for(forgotten, timeout=30, what="the series dropped")
