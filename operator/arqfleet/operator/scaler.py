@@ -2,9 +2,10 @@
 
 Observe (the probe result the loop hands in, the Deployment and pods the watches keep in
 `QueueState`), plan (`decision.decide`, `pod_ranking`, `status.scaler_status`: pure), act: the
-pod-deletion-cost annotations just before a scale-down, the scale subresource (field manager
-`arqfleet-scaler`) only when the replicas change, the status through server-side apply only
-when it changes, an Event per scale and per Redis transition. The scaler never writes anything
+status through server-side apply only when it changes (first: it records the step about to be
+taken), then the pod-deletion-cost annotations just before a scale-down, then the scale
+subresource (field manager `arqfleet-scaler`) only when the replicas change, with an Event per
+scale and per Redis transition. The scaler never writes anything
 the reconciler owns, and it holds the queue's lock while it writes, so the two take turns.
 """
 
@@ -85,12 +86,15 @@ class Scaler:
                 paused=spec.paused,
                 cron_lead_seconds=self.cron_lead_seconds,
             )
-            last_scale = None
-            if decision.replicas != current and state.deployment is not None:
-                await self._scale(jq, state, decision, current, stats)
-                last_scale = (timestamp(now), decision.reason.value)
-            scaling.history = decision.history
+            scales = decision.replicas != current and state.deployment is not None
+            last_scale = (timestamp(now), decision.reason.value) if scales else None
+            # The status (with the history that records this step) is written before the step:
+            # an operator killed in between then restarts believing it stepped and waits out the
+            # period, instead of stepping a second time. The reverse order would step twice.
             await self._report(jq, spec, state, decision, result, where, last_scale)
+            scaling.history = decision.history
+            if scales:
+                await self._scale(jq, state, decision, current, stats)
         self._export(jq, spec, state, decision)
 
     # -- observe ------------------------------------------------------------------------------
