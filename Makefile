@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup demo test lint unit e2e crd chart-files monitoring cluster-up cluster-down images e2e-kind
+.PHONY: help setup demo test lint unit e2e crd chart-files kube-schemas monitoring cluster-up cluster-down images e2e-kind
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ e2e: setup ## the end-to-end tier: operator + node agent + real worker pods
 	$(VENV)/pytest tests/e2e
 
 crd: chart-files ## regenerate crds/ (and the chart's copies) from the pydantic models
+
+kube-schemas: ## re-extract the core/v1 schemas the CRD embeds, from the pinned k8s.io/kubernetes
+	$(VENV)/python hack/core_v1_schemas.py
 
 chart-files: ## regenerate what the chart and deploy/ copy from Python: CRD, RBAC rules, bundle
 	$(VENV)/arqfleet crd --output crds/
