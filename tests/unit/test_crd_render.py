@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from arqfleet.operator import crd
@@ -46,14 +47,37 @@ def test_schema_is_structural() -> None:
     assert _walk(crd.jobqueue_schema(), "") == []
 
 
+def _rules(node: dict[str, Any]) -> list[dict[str, str]]:
+    found = list(node.get("x-kubernetes-validations", []))
+    children = [
+        *node.get("properties", {}).values(),
+        node.get("items"),
+        node.get("additionalProperties"),
+    ]
+    for child in children:
+        if isinstance(child, dict):
+            found += _rules(child)
+    return found
+
+
 def test_every_cel_rule_has_a_message() -> None:
-    rules: list[dict[str, str]] = []
-
-    def collect(node: dict[str, Any]) -> None:
-        rules.extend(node.get("x-kubernetes-validations", []))
-        for child in node.get("properties", {}).values():
-            collect(child)
-
-    collect(crd.jobqueue_schema())
-    assert len(rules) >= 5
+    rules = _rules(crd.jobqueue_schema())
+    assert len(rules) >= 50  # the JobQueue's own and the core/v1 types' Go validation
     assert all(rule.get("message") for rule in rules)
+    # A message is static text: it never quotes the value (a Redis URL may hold a password).
+    assert not any("messageExpression" in rule for rule in rules)
+
+
+def test_core_v1_fields_carry_the_upstream_schema() -> None:
+    worker = crd.jobqueue_schema()["properties"]["spec"]["properties"]["worker"]["properties"]
+    affinity = worker["affinity"]
+    assert set(affinity["properties"]) == {"nodeAffinity", "podAffinity", "podAntiAffinity"}
+    assert "x-kubernetes-preserve-unknown-fields" not in json.dumps(worker)
+    assert worker["tolerations"]["items"]["properties"]["operator"]["enum"] == ["Equal", "Exists"]
+    assert worker["env"]["maxItems"] == 128
+
+
+def test_crd_fits_a_client_side_apply() -> None:
+    # `kubectl apply` without --server-side stores the whole object in an annotation, and
+    # annotations are limited to 256 KiB in all.
+    assert len(json.dumps(crd.render_crd(), separators=(",", ":"))) < 200 * 1024

@@ -4,6 +4,8 @@ pydantic emits JSON Schema (with $refs, anyOf-null for optionals, additionalProp
 the API server wants a *structural* OpenAPI v3 schema (every node typed and inlined, no $ref,
 no additionalProperties beside properties). This module converts one into the other and adds
 what only Kubernetes knows: the status subresource, printer columns, names and categories.
+Fields the models declare as core/v1 types get the upstream schema from
+arqfleet.operator.core_v1 instead of pydantic's.
 
 Pure: returns data or text, writes nothing.
 """
@@ -15,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from arqfleet.operator import models
+from arqfleet.operator import core_v1, models
 
 CRD_NAME = f"{models.PLURAL}.{models.API_GROUP}"
 CRD_FILENAME = f"{CRD_NAME}.yaml"
@@ -77,6 +79,8 @@ class _Converter:
 
     def convert(self, node: dict[str, Any]) -> dict[str, Any]:
         node = self._resolve(node)
+        if core_v1.MARKER in node:
+            return self._convert_core_v1(node)
         if "anyOf" in node:
             return self._convert_union(node)
         out: dict[str, Any] = {k: node[k] for k in _KEPT_KEYS if k in node}
@@ -89,6 +93,14 @@ class _Converter:
         elif kind is None:
             raise ValueError(f"schema node without a type cannot be structural: {node}")
         return out
+
+    def _convert_core_v1(self, node: dict[str, Any]) -> dict[str, Any]:
+        """A field the models declare as a core/v1 type: upstream's schema, not pydantic's."""
+        wanted = dict(node[core_v1.MARKER])
+        schema = core_v1.crd_schema(wanted.pop("field"), wanted)
+        if "description" in node:  # the model's own words win over upstream's
+            schema["description"] = node["description"]
+        return schema
 
     def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
         """Inline a $ref; keys beside it (description, default) win over the target's."""
@@ -124,9 +136,10 @@ class _Converter:
         elif isinstance(extra, dict) and extra:
             out["additionalProperties"] = self.convert(extra)
         else:
-            # dict[str, Any]: a core/v1 subtree (affinity, valueFrom...) that the API server
-            # validates when it admits the Deployment we render from it.
-            out["x-kubernetes-preserve-unknown-fields"] = True
+            # A free-form dict[str, Any] would be x-kubernetes-preserve-unknown-fields: any
+            # value admitted, and a careless one refused only when the Deployment is applied.
+            # A Kubernetes type is declared with core_v1.CoreV1 instead.
+            raise ValueError(f"free-form objects are not validated at admission: {node}")
 
     def _convert_property(self, prop: dict[str, Any], required: bool) -> dict[str, Any]:
         converted = self.convert(prop)

@@ -5,17 +5,24 @@ models by `arqfleet.operator.crd`, so the API server rejects a bad object before
 ever sees it. The same rules are checked again here in Python, so a model built in code (tests,
 the operator reading an object written before a rule existed) obeys the same contract.
 
-This module does no I/O.
+The fields that are Kubernetes types (resources, env, envFrom, nodeSelector, tolerations,
+affinity, topology spread, pod labels and annotations) take their schema from the pinned
+release's own core/v1 OpenAPI spec, plus what Go validation adds (arqfleet.operator.core_v1):
+they are declared with `CoreV1(...)` and checked by the same data in both places.
+
+This module does no I/O (the core/v1 data is package data, read on first use).
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
+
+from arqfleet.operator import redis_url
+from arqfleet.operator.core_v1 import CoreV1
 
 API_GROUP = "arqfleet.io"
 API_VERSION = "v1alpha1"
@@ -32,13 +39,19 @@ MAX_NAME_LENGTH = 63 - len("-worker")
 # worker.podLabels, or the Deployment's selector would stop matching its own pods.
 RESERVED_LABELS = ("app.kubernetes.io/managed-by", "arqfleet.io/jobqueue")
 
-REDIS_URL_SCHEME = re.compile(r"^rediss?://")
-# A password sits between "//" (after an optional user) and "@": redis://:pw@h or redis://u:pw@h.
-REDIS_URL_PASSWORD = re.compile(r"^rediss?://[^/@?#]*:[^/@?#]*@|[?&]password=")
 PYTHON_IMPORT_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 # RFC 1123 DNS subdomain: what Kubernetes accepts for Secret and ServiceAccount names.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-ENV_VAR_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+# An image reference as the container runtime parses it (github.com/distribution/reference
+# v0.6.0 ReferenceRegexp, with \w spelled out as ASCII): a space, a capital in the repository or
+# a stray ":" fails only when the kubelet pulls, long after the JobQueue was accepted.
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+IMAGE_REFERENCE = (
+    rf"^(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
@@ -71,7 +84,10 @@ class SecretKeyRef(ApiModel):
 
 
 class RedisSpec(ApiModel):
-    """Where the queue lives. Exactly one of url / urlSecretRef; a password only in a Secret."""
+    """Where the queue lives. Exactly one of url / urlSecretRef; a password only in a Secret.
+
+    The URL's rules (parsed: scheme, host, port, database, no password) are in
+    arqfleet.operator.redis_url."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -80,23 +96,18 @@ class RedisSpec(ApiModel):
                     "has(self.url) != has(self.urlSecretRef)",
                     "exactly one of redis.url or redis.urlSecretRef must be set",
                 ),
-                cel(
-                    "!has(self.url) || self.url.matches('^rediss?://')",
-                    "redis.url must start with redis:// or rediss://",
-                    ".url",
-                ),
-                cel(
-                    "!has(self.url) || !self.url.matches("
-                    "'^rediss?://[^/@?#]*:[^/@?#]*@|[?&]password=')",
-                    "redis.url must not contain a password: put the whole URL in a Secret and "
-                    "use redis.urlSecretRef",
-                    ".url",
-                ),
+                *redis_url.cel_rules(),
             ]
         }
     )
 
-    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="redis://[user@]host[:port][/db] or rediss://...; no password (use "
+        "urlSecretRef).",
+    )
     url_secret_ref: SecretKeyRef | None = None
 
     @model_validator(mode="after")
@@ -104,24 +115,28 @@ class RedisSpec(ApiModel):
         if (self.url is None) == (self.url_secret_ref is None):
             raise ValueError("exactly one of redis.url or redis.urlSecretRef must be set")
         if self.url is not None:
-            if not REDIS_URL_SCHEME.match(self.url):
-                raise ValueError("redis.url must start with redis:// or rediss://")
-            if REDIS_URL_PASSWORD.search(self.url):
-                raise ValueError("redis.url must not contain a password")
+            found = redis_url.problems(self.url)
+            if found:  # the message only, never the URL: it may hold a password
+                raise ValueError(redis_url.MESSAGES[found[0]])
         return self
 
 
+# core/v1 types the operator reads field by field. Their schema (and their checks, run before
+# these models parse) are core/v1's: see the CoreV1 fields of WorkerSpec. The types here only
+# give the operator typed access, so they are no stricter than the schema.
+
+
 class ResourceRequirements(ApiModel):
-    """Container resources; quantities as Kubernetes writes them ("500m", "1Gi", 2)."""
+    """core/v1 ResourceRequirements: quantities as Kubernetes writes them ("500m", "1Gi", 2)."""
 
     limits: dict[str, int | str] | None = None
     requests: dict[str, int | str] | None = None
 
 
 class EnvVar(ApiModel):
-    """An extra container environment variable (valueFrom follows core/v1 EnvVarSource)."""
+    """core/v1 EnvVar: an extra container environment variable."""
 
-    name: str = Field(min_length=1, max_length=256, pattern=ENV_VAR_NAME)
+    name: str
     value: str | None = None
     value_from: dict[str, Any] | None = None
 
@@ -133,16 +148,18 @@ class LocalObjectReference(ApiModel):
 class EnvFromSource(ApiModel):
     """core/v1 EnvFromSource: a whole ConfigMap or Secret as environment."""
 
-    prefix: str | None = Field(default=None, max_length=256)
+    prefix: str | None = None
     config_map_ref: dict[str, Any] | None = None
     secret_ref: dict[str, Any] | None = None
 
 
 class Toleration(ApiModel):
-    key: str | None = Field(default=None, max_length=316)
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = Field(default=None, max_length=63)
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """core/v1 Toleration."""
+
+    key: str | None = None
+    operator: str | None = None
+    value: str | None = None
+    effect: str | None = None
     toleration_seconds: int | None = None
 
 
@@ -294,7 +311,12 @@ class WorkerSpec(ApiModel):
         }
     )
 
-    image: str = Field(min_length=1, max_length=1024, description="The user's app image.")
+    image: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=IMAGE_REFERENCE,
+        description="The user's app image, e.g. ghcr.io/acme/app:1.4.2.",
+    )
     settings: str = Field(
         min_length=3,
         max_length=512,
@@ -310,24 +332,36 @@ class WorkerSpec(ApiModel):
         le=86400,
         description="On SIGTERM, time to finish in-flight jobs before they are cancelled.",
     )
-    resources: ResourceRequirements | None = None
-    env: list[EnvVar] | None = Field(
+    resources: Annotated[ResourceRequirements | None, CoreV1("Container.resources")] = None
+    # core/v1 keeps env a map keyed by name: the API server rejects duplicate names, which
+    # server-side apply of the Deployment would otherwise refuse later, far from the user.
+    env: Annotated[list[EnvVar] | None, CoreV1("Container.env", max_items=128)] = None
+    env_from: Annotated[list[EnvFromSource] | None, CoreV1("Container.envFrom", max_items=64)] = (
+        None
+    )
+    node_selector: Annotated[dict[str, str] | None, CoreV1("PodSpec.nodeSelector")] = None
+    tolerations: Annotated[list[Toleration] | None, CoreV1("PodSpec.tolerations", max_items=64)] = (
+        None
+    )
+    affinity: Annotated[dict[str, Any] | None, CoreV1("PodSpec.affinity")] = None
+    topology_spread_constraints: Annotated[
+        list[dict[str, Any]] | None, CoreV1("PodSpec.topologySpreadConstraints", max_items=16)
+    ] = None
+    service_account_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
+    image_pull_secrets: list[LocalObjectReference] | None = Field(
         default=None,
-        max_length=128,
-        # A map keyed by name: the API server rejects duplicate names, which server-side
-        # apply of the Deployment would otherwise refuse later, far from the user.
+        max_length=16,
+        # Keyed by name as in core/v1 PodSpec: server-side apply of the Deployment refuses a
+        # list-map with a name twice.
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    env_from: list[EnvFromSource] | None = Field(default=None, max_length=64)
-    node_selector: dict[str, str] | None = None
-    tolerations: list[Toleration] | None = Field(default=None, max_length=64)
-    affinity: dict[str, Any] | None = None
-    topology_spread_constraints: list[dict[str, Any]] | None = Field(default=None, max_length=16)
-    service_account_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
-    image_pull_secrets: list[LocalObjectReference] | None = Field(default=None, max_length=16)
     priority_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
-    pod_labels: dict[str, str] | None = Field(default=None, max_length=64)
-    pod_annotations: dict[str, str] | None = Field(default=None, max_length=64)
+    pod_labels: Annotated[dict[str, str] | None, CoreV1("ObjectMeta.labels", max_properties=64)] = (
+        None
+    )
+    pod_annotations: Annotated[
+        dict[str, str] | None, CoreV1("ObjectMeta.annotations", max_properties=64)
+    ] = None
     disruption_budget: DisruptionBudget | None = Field(
         default=None,
         description="If set, a PodDisruptionBudget limits voluntary evictions of worker pods.",
@@ -346,9 +380,10 @@ class WorkerSpec(ApiModel):
             raise ValueError("worker.drainSeconds must be >= worker.jobTimeoutSeconds")
         if any(e.name.startswith("ARQFLEET_") for e in self.env or ()):
             raise ValueError("worker.env must not set ARQFLEET_* variables")
-        names = [e.name for e in self.env or ()]
-        if len(names) != len(set(names)):
-            raise ValueError("worker.env has duplicate names")
+        for field, items in (("env", self.env), ("imagePullSecrets", self.image_pull_secrets)):
+            names = [item.name for item in items or ()]
+            if len(names) != len(set(names)):
+                raise ValueError(f"worker.{field} has duplicate names")
         reserved = sorted(set(self.pod_labels or {}) & set(RESERVED_LABELS))
         if reserved:
             raise ValueError(f"worker.podLabels must not set {', '.join(reserved)}")

@@ -105,6 +105,41 @@ MUTATIONS: list[tuple[tuple[str, ...], hs.SearchStrategy[Any], str]] = [
         "spec.worker.securityContext.privileged",
     ),
     (("worker", "unknownField"), hs.integers(), "unknownField"),
+    # The embedded core/v1 types and the parsed Redis URL.
+    (
+        ("worker", "podLabels"),
+        hs.from_regex(r"[a-z]{1,8} [a-z]{1,8}", fullmatch=True).map(lambda v: {"team": v}),
+        "spec.worker.podLabels.team",
+    ),
+    (
+        ("worker", "resources"),
+        hs.from_regex(r"[1-9][0-9]{0,2}(GB|MB|gb|mi|Gib|cores| m)", fullmatch=True).map(
+            lambda q: {"requests": {"memory": q}}
+        ),
+        "spec.worker.resources.requests.memory",
+    ),
+    (
+        ("worker", "resources"),
+        hs.integers(2, 64).map(lambda n: {"requests": {"cpu": n}, "limits": {"cpu": f"{n - 1}"}}),
+        "spec.worker.resources.requests",
+    ),
+    (
+        ("worker", "tolerations"),
+        hs.sampled_from(["exists", "equal", "In", "Lt", ""]).map(
+            lambda op: [{"key": "k", "operator": op}]
+        ),
+        "spec.worker.tolerations[0].operator",
+    ),
+    (
+        ("redis", "url"),
+        hs.integers(65536, 99999).map(lambda p: f"redis://r:{p}/0"),
+        "spec.redis.url",
+    ),
+    (
+        ("redis", "url"),
+        hs.integers(16, 9999).map(lambda db: f"redis://r:6379/{db}"),
+        "spec.redis.url",
+    ),
 ]
 
 

@@ -373,9 +373,21 @@ async def test_podmonitor_created_only_when_its_api_is_served(
 async def test_workload_the_api_server_rejects_is_reported_not_retried_forever(
     kube: ApiClient, namespace: str
 ) -> None:
-    # affinity is passed through as core/v1 (the JobQueue schema does not restate it), so a
-    # malformed one first fails when the Deployment is applied.
-    bad_affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": "soon"}}
+    # The JobQueue schema embeds core/v1's but not every Go check: a label value with a space
+    # in a required node affinity passes admission and first fails when the Deployment is applied.
+    bad_affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {"key": "pool", "operator": "In", "values": ["batch jobs"]}
+                        ]
+                    }
+                ]
+            }
+        }
+    }
     spec = {**secret_spec(), "redis": {"url": "redis://r:6379"}}
     spec["worker"] = {**spec["worker"], "affinity": bad_affinity}
     await create_jobqueue(kube, namespace, "q", spec)
