@@ -101,12 +101,22 @@ async def kube(kube_crds: ControlPlane) -> AsyncIterator[ApiClient]:
         yield api
 
 
+RESTRICTED_POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
 @pytest.fixture
 async def namespace(kube: ApiClient) -> AsyncIterator[str]:
-    """A namespace of this test's own, deleted afterwards (the namespace controller empties it)."""
+    """A namespace of this test's own, deleted afterwards (the namespace controller empties it).
+
+    It enforces Pod Security "restricted", as a careful cluster's namespaces do, so every pod
+    the operator's Deployments create here must pass it to run at all."""
     core = CoreV1Api(kube)
+    labels = {"arqfleet.io/test": "true", **RESTRICTED_POD_SECURITY}
     created = await core.create_namespace(
-        V1Namespace(metadata=V1ObjectMeta(generate_name="t-", labels={"arqfleet.io/test": "true"}))
+        V1Namespace(metadata=V1ObjectMeta(generate_name="t-", labels=labels))
     )
     name: str = created.metadata.name
     yield name
