@@ -20,12 +20,21 @@ from tests.support.waiting import async_wait_for
 pytestmark = pytest.mark.cluster
 
 
+# The test namespaces enforce Pod Security "restricted"; these pods pass it as any would.
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def pod(name: str, container: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    main = {"name": "main", "image": "none", "securityContext": RESTRICTED_CONTAINER, **container}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name},
-        "spec": {"containers": [{"name": "main", "image": "none", **container}], **spec},
+        "spec": {"securityContext": RESTRICTED_POD, "containers": [main], **spec},
     }
 
 

@@ -15,7 +15,10 @@ from arqfleet.worker.constants import heartbeats_key, live_heartbeats, redis_tim
 from tests.support.waiting import wait_for
 from tests.support.worker_process import WorkerProcess
 
-ROUNDS, WORKERS, DRAIN = 10, 10, 5.0
+ROUNDS, WORKERS, SLOTS, DRAIN = 10, 10, 2, 5.0
+# One job more than the slots per worker: a worker whose first job ends before the slowest worker
+# has polled takes another from the queue instead of going idle, so all are busy at one instant.
+JOBS_PER_WORKER = SLOTS + 1
 
 
 def in_flight(client: Any, pods: list[str]) -> dict[str, int]:
@@ -39,18 +42,18 @@ async def test_a_hundred_drains_with_jobs_in_flight_lose_and_cut_nothing(
             # Frequent beats so "a job in flight" is seen before short jobs end.
             start_worker(
                 ARQFLEET_DRAIN_SECONDS=str(DRAIN),
-                ARQFLEET_MAX_JOBS="2",
+                ARQFLEET_MAX_JOBS=str(SLOTS),
                 ARQFLEET_HEARTBEAT_SECONDS="0.2",
             )
             for _ in range(WORKERS)
         ]
         for worker in workers:
             worker.wait_ready(timeout=60)
-        for i in range(WORKERS * 2):
+        for i in range(WORKERS * JOBS_PER_WORKER):
             tag = f"r{round_}-{i}"
             tags.append(tag)
-            # Random lengths, all below the drain time: every one may finish in the drain. Two
-            # jobs per worker fill every worker's two slots, and none ends before the beats see it.
+            # Random lengths, all below the drain time: every one may finish in the drain, and
+            # none ends before the beats see it.
             await arq_pool.enqueue_job("slow", tag, seconds=round(rng.uniform(1.0, DRAIN - 1), 2))
         pods = [w.pod_name for w in workers]
         wait_for(
