@@ -46,6 +46,15 @@ INTENDED["fleet-instrumented"] = {
     ),
 }
 
+# Tests that never start a worker, so they cannot tell FleetWorker from arq, and that assert a
+# wall-clock gap within 1-10 ms (PTTL right after an enqueue, pytest.approx at rel 1e-6): on a
+# loaded 2-core CI machine they fail now and then on whichever side runs them (seen in CI on the
+# instrumented run). Left out of the comparison, both ways.
+NO_WORKER_TIMING = {
+    "test_worker.py::test_default_job_expiry[1000000-1000000]",
+    "test_worker.py::test_default_job_expiry[10000000-10000000]",
+}
+
 
 @pytest.fixture(scope="module")
 def suite() -> Path:
@@ -114,7 +123,8 @@ def test_fleetworker_passes_what_plain_arq_passes(
     assert len(baseline) >= 150, f"the baseline hardly ran: {len(baseline)} passed"
     ours = run_suite(suite, mode, tmp_path / f"{mode}.xml")
     intended = INTENDED[mode]
-    broken = sorted(t for t in baseline if ours.get(t) != "passed" and t not in intended)
+    compared = baseline - NO_WORKER_TIMING
+    broken = sorted(t for t in compared if ours.get(t) != "passed" and t not in intended)
     assert not broken, f"pass on arq, not on FleetWorker ({mode}): {broken}"
     # The list stays true: an intended difference that no longer differs is removed from it.
     stale = sorted(t for t in intended if ours.get(t) == "passed")
