@@ -27,7 +27,7 @@ def test_defaults_match_the_design() -> None:
     assert (spec.scaling.min_replicas, spec.scaling.max_replicas) == (0, 20)
     assert spec.scaling.jobs_per_replica is None  # resolved to worker.maxJobs by the operator
     assert spec.scaling.scale_up.max_pods == 4
-    assert spec.scaling.scale_down.stabilization_seconds == 300
+    assert spec.scaling.scale_down.stabilization_seconds == 60  # not HPA's 300: bench/sim
     assert spec.paused is False
 
 
