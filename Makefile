@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup demo test lint unit e2e crd chart-files kube-schemas monitoring cluster-up cluster-down images e2e-kind bench bench-sim
+.PHONY: help setup demo test lint unit e2e crd chart-files kube-schemas monitoring cluster-up cluster-down images e2e-kind bench bench-sim soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ bench: setup ## the benchmarks (bench/README.md): simulator, worker throughput; 
 
 bench-sim: setup ## replay the traces through arqfleet, KEDA + HPA and HPA on our signal (seconds)
 	$(VENV)/python -m bench.sim --plots bench/results
+
+soak: setup ## 30 min of random load and faults with job accounting (SOAK_MINUTES=5 for less)
+	$(VENV)/python hack/soak.py
 
 e2e-kind: ## machines with Docker only (not CI): images, a kind cluster, the chart, a burst
 	@hack/e2e-kind
