@@ -93,7 +93,8 @@ def spec(redis_url: str) -> dict[str, Any]:
     }
 
 
-def bring_up(workdir: Path) -> Cluster:
+def bring_up(workdir: Path, spec_of: Callable[[str], dict[str, Any]] = spec) -> Cluster:
+    """Control plane, Redis, node agent, operator and the JobQueue `spec_of(redis_url)`."""
     plane = ControlPlane(with_controller_manager=True)
     plane.start()
     kubectl(plane, "apply", "--server-side", "-f", str(REPO / "crds"))
@@ -122,7 +123,7 @@ def bring_up(workdir: Path) -> Cluster:
         "apply",
         "-f",
         "-",
-        stdin=json.dumps(jobqueue(NAME, spec(server.url))),
+        stdin=json.dumps(jobqueue(NAME, spec_of(server.url))),
     )
     return Cluster(plane, server, agent, operator)
 
