@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup demo test lint unit e2e crd chart-files kube-schemas monitoring cluster-up cluster-down images e2e-kind bench bench-sim soak
+.PHONY: help setup demo test lint unit e2e crd chart-files kube-schemas monitoring cluster-up cluster-down images e2e-kind bench bench-sim bench-validate soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -48,9 +48,14 @@ monitoring: ## regenerate the Grafana dashboard JSON and the chart's copy of the
 images: setup ## build the operator, worker and example images with podman (cached by content)
 	@hack/build-images
 
-bench: setup ## the benchmarks (bench/README.md): simulator, worker throughput; figures and ratios
+bench: setup ## the benchmarks (bench/README.md): simulator, worker throughput, probe cost, reaction time
 	$(VENV)/python -m bench.sim --plots bench/results
 	$(VENV)/python bench/worker_throughput.py
+	$(VENV)/python bench/probe_cost.py
+	$(VENV)/python bench/reaction_time.py
+
+bench-validate: setup ## replay a short trace on the local cluster and compare with the simulator
+	$(VENV)/python bench/sim_validate.py
 
 bench-sim: setup ## replay the traces through arqfleet, KEDA + HPA and HPA on our signal (seconds)
 	$(VENV)/python -m bench.sim --plots bench/results
