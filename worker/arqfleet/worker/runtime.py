@@ -9,7 +9,9 @@ arq's close, all within one shutdown deadline (`shutdown`). Which settings the W
 signal handlers, the poll iteration (to survive Redis outages) and failed-job bookkeeping (dead
 letters), and nothing of ours may raise into arq's job bookkeeping.
 
-Overridden arq internals (pinned by arq>=0.28,<0.29): `_poll_iteration` and `start_jobs`.
+Overridden arq internals (pinned by arq>=0.28,<0.29): `_poll_iteration` and `start_jobs`, which
+also decide when in the poll period a pod fetches and which fetched ids arq tries
+(`pickup`: N pods of one queue add throughput instead of racing for the same ids).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from arqfleet.worker.heartbeat import Heartbeat
 from arqfleet.worker.instrument import Instrument, JobCounts
 from arqfleet.worker.metrics import WorkerMetrics
 from arqfleet.worker.overrides import effective_redis_settings, worker_kwargs
+from arqfleet.worker.pickup import Pickup, fetch_phase
 from arqfleet.worker.server import ProbeServer
 from arqfleet.worker.settings import WorkerEnv, mask_url
 from arqfleet.worker.shutdown import Shutdown
@@ -62,8 +65,11 @@ class FleetWorker(Worker):
         self._on_drain = on_drain
         # What cancels the running jobs, for the log: the drain deadline unless stopped at once.
         self._cut_by = "the drain deadline"
+        self._pickup: Pickup | None = None
         super().__init__(*args, **kwargs)
         self.on_stop = self._stopped
+        # A burst worker drains a backlog alone (the runtime never runs one): no offset for it.
+        self.fetch_phase = 0.0 if self.burst else fetch_phase(self.poll_delay_s)
 
     @property
     def stopping(self) -> bool:
@@ -126,7 +132,13 @@ class FleetWorker(Worker):
                 logger.warning("job %s cut by %s: cancelled, %s", job_id, self._cut_by, fate)
 
     async def _poll_iteration(self) -> None:
-        queries_redis = self.allow_pick_jobs and self.job_counter < self.max_jobs
+        if self.fetch_phase and self.allow_pick_jobs:
+            # This pod's own moment in the period, not the fleet's (pickup.py: why). Every
+            # iteration, not only those that will fetch: arq decides whether to fetch from the
+            # free slots, and deciding that at the fleet's moment would miss slots that free up
+            # just before ours, a period lost per job cycle.
+            await asyncio.sleep(self.fetch_phase)
+        queries_redis = self._will_fetch()
         try:
             await super()._poll_iteration()
         except REDIS_ERRORS as exc:
@@ -137,7 +149,18 @@ class FleetWorker(Worker):
         if queries_redis:
             self.health.redis_ok()
 
+    def _will_fetch(self) -> bool:
+        """Whether arq's poll iteration reads the queue now (it does not when full or draining)."""
+        return self.allow_pick_jobs and self.job_counter < self.max_jobs
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        if self._pickup is None:
+            self._pickup = Pickup(self.pool)  # the pool may be created by main()
+        # Skip what is running already before arq tries each id (pickup.py: why). Our own
+        # running jobs need no Redis to tell (a finished task may be a retry due again).
+        running = {job_id.encode() for job_id, task in self.tasks.items() if not task.done()}
+        job_ids = [job_id for job_id in job_ids if job_id not in running]
+        job_ids = await self._pickup.not_in_progress(job_ids, self.max_jobs - self.job_counter)
         try:
             await super().start_jobs(job_ids)
         except REDIS_ERRORS:
