@@ -51,7 +51,7 @@ def spec_of(redis_url: str) -> dict[str, Any]:
         "worker": {
             "image": "local/none:0",  # the node agent runs commands, not images
             "settings": "bench.timed_app.WorkerSettings",
-            "jobTimeoutSeconds": 30,
+            "jobTimeoutSeconds": 10,
             "drainSeconds": 10,
         },
         # A short window brings the fleet back to zero quickly between bursts.

@@ -96,36 +96,39 @@ def spec(redis_url: str) -> dict[str, Any]:
 def bring_up(workdir: Path, spec_of: Callable[[str], dict[str, Any]] = spec) -> Cluster:
     """Control plane, Redis, node agent, operator and the JobQueue `spec_of(redis_url)`."""
     plane = ControlPlane(with_controller_manager=True)
-    plane.start()
-    kubectl(plane, "apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl(
-        plane, "wait", "--for=condition=Established", "--timeout=60s", "crd/jobqueues.arqfleet.io"
-    )
-    namespace = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": NAMESPACE, "labels": RESTRICTED},
-    }
-    kubectl(plane, "apply", "-f", "-", stdin=json.dumps(namespace))
     server = RedisServer(persistent=True)
-    server.start()
     agent = NodeAgentProcess(
         plane, node="soak-node", workdir=workdir / "agent", namespaces=[NAMESPACE]
     )
-    agent.start()
-    kubeconfig = bind_operator_rbac(plane, [NAMESPACE], user="arqfleet-op-soak")
-    operator = OperatorProcess(plane, kubeconfig, namespaces=[NAMESPACE])
-    operator.start()
-    kubectl(
-        plane,
-        "-n",
-        NAMESPACE,
-        "apply",
-        "-f",
-        "-",
-        stdin=json.dumps(jobqueue(NAME, spec_of(server.url))),
-    )
-    return Cluster(plane, server, agent, operator)
+    cluster = Cluster(plane, server, agent, OperatorProcess(plane, Path(), [NAMESPACE]))
+    try:
+        plane.start()
+        kubectl(plane, "apply", "--server-side", "-f", str(REPO / "crds"))
+        kubectl(
+            plane,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/jobqueues.arqfleet.io",
+        )
+        namespace = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": NAMESPACE, "labels": RESTRICTED},
+        }
+        kubectl(plane, "apply", "-f", "-", stdin=json.dumps(namespace))
+        server.start()
+        agent.start()
+        cluster.operator.kubeconfig = bind_operator_rbac(
+            plane, [NAMESPACE], user="arqfleet-op-soak"
+        )
+        cluster.operator.start()
+        body = json.dumps(jobqueue(NAME, spec_of(server.url)))
+        kubectl(plane, "-n", NAMESPACE, "apply", "-f", "-", stdin=body)
+    except BaseException:
+        tear_down(cluster)  # nothing of a failed bring-up keeps running
+        raise
+    return cluster
 
 
 def tear_down(cluster: Cluster) -> None:
