@@ -212,9 +212,10 @@ async def probe(
     *,
     timeout: float,  # noqa: ASYNC109 - one deadline per Redis round is this function's contract
 ) -> list[ProbeResult | ProbeError]:
-    """Probe every queue in `requests` on one Redis: one pipeline, one round trip (two the
-    first time a Redis sees the script). Each result is the queue's, or its error; the
-    deadline covers the whole round: a slow Redis delays only its own queues."""
+    """Probe every queue in `requests` on one Redis: one pipeline, one round trip (three the
+    first time a Redis sees the script: NOSCRIPT, SCRIPT LOAD, again). Each result is the
+    queue's, or its error; the deadline covers the whole round: a slow Redis delays only its
+    own queues."""
     try:
         replies = await asyncio.wait_for(_run(client, requests), timeout)
     except TimeoutError:
