@@ -91,7 +91,8 @@ class QueueState:
     resync_failures: int = 0
     # -- what the watches tell both sides -----------------------------------------------------
     deployment: Mapping[str, Any] | None = None
-    """The worker Deployment as last seen (apply response or watch event)."""
+    """The worker Deployment as last seen (apply response or watch event): its spec.replicas
+    and status only (`saw_deployment`)."""
     pods: dict[str, PodView] = field(default_factory=dict)
     # -- the scaling loop's side ----------------------------------------------------------------
     scaling: ScalingState = field(default_factory=ScalingState)
@@ -104,7 +105,14 @@ class QueueState:
         return int((self.deployment.get("spec") or {}).get("replicas", 1))
 
     def saw_deployment(self, deployment: Mapping[str, Any] | None) -> None:
-        self.deployment = deployment
+        """Keep spec.replicas and the status, all that is read later: a whole Deployment
+        (its pod template and managedFields) is tens of KB of Python objects, per queue."""
+        if deployment is None:
+            self.deployment = None
+            return
+        spec = deployment.get("spec") or {}
+        kept_spec = {"replicas": spec["replicas"]} if "replicas" in spec else {}
+        self.deployment = {"spec": kept_spec, "status": dict(deployment.get("status") or {})}
 
     def saw_pod(self, pod: Mapping[str, Any], *, deleted: bool = False) -> None:
         view = PodView.from_body(pod)
