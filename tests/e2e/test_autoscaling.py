@@ -251,14 +251,16 @@ async def test_burst_scales_up_within_a_poll_drains_and_returns_to_zero(
     assert jq is not None
     assert jq["status"]["lastScaleReason"] == "QueueEmpty"
 
-    # What a person sees: the operator fills READY, RUNNING, REPLICAS and DESIRED.
+    # What a person sees: the operator fills READY, RUNNING, REPLICAS and DESIRED (and OLDEST,
+    # the oldest waiting job's age, which an empty queue leaves blank).
     async def table() -> list[list[str]] | None:
         out = kubectl(e2e_operator.plane, "-n", namespace, "get", "jq", "burst").stdout
         rows = [line.split() for line in out.splitlines()]
-        return rows if rows[1][:6] == ["burst", "arq:queue", "0", "0", "0", "0"] else None
+        at_rest = ["burst", "arq:queue", "0", "0", "<none>", "0", "0"]
+        return rows if rows[1][:7] == at_rest else None
 
     rows = await async_wait_for(table, timeout=30, what="kubectl get jq at rest")
-    assert rows[0] == ["NAME", "QUEUE", "READY", "RUNNING", "REPLICAS", "DESIRED", "AGE"]
+    assert rows[0] == ["NAME", "QUEUE", "READY", "RUNNING", "OLDEST", "REPLICAS", "DESIRED", "AGE"]
 
 
 async def test_scale_down_takes_the_idle_pods_and_keeps_the_busy_ones(

@@ -54,6 +54,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.queue.inProgress",
         "description": "Jobs running now",
     },
+    {
+        "name": "Oldest",
+        "type": "date",
+        "jsonPath": ".status.queue.oldestReadyTime",
+        "description": "How long the oldest ready job has waited",
+    },
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
     {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -73,6 +73,9 @@ class QueueStats:
     deferred: int  # due later
     due_soon: int = 0  # of the deferred, due within the scale-down window
     oldest_ready_seconds: float = 0.0
+    # When the oldest ready job became due (epoch ms, arq's enqueue clock): constant while
+    # that job waits, unlike its age, so the status can carry it without a write per poll.
+    oldest_ready_since_ms: float | None = None
     next_deferred_seconds: float | None = None
     dead_letters: int = 0
     pods: tuple[PodLoad, ...] = ()

@@ -484,8 +484,12 @@ class QueueStatus(ApiModel):
     ready: int = Field(default=0, ge=0)
     deferred: int = Field(default=0, ge=0)
     in_progress: int = Field(default=0, ge=0)
-    oldest_ready_seconds: float = Field(default=0, ge=0)
     dead_letters: int = Field(default=0, ge=0)
+    oldest_ready_time: str | None = Field(
+        default=None,
+        description="When the oldest ready job became due (absent when none is ready).",
+        json_schema_extra={"format": "date-time"},
+    )
 
 
 class HeldRecommendation(ApiModel):

@@ -166,6 +166,7 @@ def parse_reply(reply: Sequence[Any]) -> ProbeResult:
         oldest_ready_seconds=(
             0.0 if oldest_score is None else max(0.0, (now_ms - oldest_score) / 1000)
         ),
+        oldest_ready_since_ms=oldest_score,
         next_deferred_seconds=(
             None if next_score_ms is None else max(0.0, (next_score_ms - now_ms) / 1000)
         ),

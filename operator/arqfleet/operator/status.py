@@ -9,10 +9,16 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from arqfleet.operator.conditions import Condition, ConditionType, Reason, merge_condition
+from arqfleet.operator.conditions import (
+    Condition,
+    ConditionType,
+    Reason,
+    merge_condition,
+    timestamp,
+)
 from arqfleet.operator.decision import Decision, QueueStats
 
 # Exit codes of `arqfleet-worker` (arqfleet.worker.__main__): the settings import path does
@@ -249,19 +255,28 @@ def secret_value(secret: Mapping[str, Any] | None, key: str) -> str | None:
 
 # -- the scaling loop's part ------------------------------------------------------------------
 
+LATEST_TIMESTAMP_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
+
 SCALER_FIELDS = ("desiredReplicas", "queue", "lastScaleTime", "lastScaleReason", "history")
 SCALER_CONDITIONS = (ConditionType.REDIS_REACHABLE, ConditionType.SCALING_LIMITED)
 
 
 def queue_numbers(stats: QueueStats) -> dict[str, Any]:
-    """status.queue: whole seconds, so a waiting job's age does not change it every poll."""
-    return {
+    """status.queue. The oldest ready job is given by the time it became due, not its age:
+    an age changes every poll, and a queue that is not moving would cost a status write per
+    poll (Kubernetes' API conventions say the same: timestamps, not durations, in status).
+    `kubectl get jobqueues` shows it as an age."""
+    numbers: dict[str, Any] = {
         "ready": stats.ready,
         "deferred": stats.deferred,
         "inProgress": stats.running,
-        "oldestReadySeconds": round(stats.oldest_ready_seconds),
         "deadLetters": stats.dead_letters,
     }
+    since = stats.oldest_ready_since_ms
+    # A score outside the years 1970-9999 is no enqueue time of arq's: leave it out.
+    if stats.ready and since is not None and 0 <= since < LATEST_TIMESTAMP_MS:
+        numbers["oldestReadyTime"] = timestamp(datetime.fromtimestamp(since // 1000, UTC))
+    return numbers
 
 
 def limited_condition(decision: Decision, max_replicas: int, min_replicas: int) -> Condition:

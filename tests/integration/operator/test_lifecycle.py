@@ -13,6 +13,7 @@ import os
 import signal
 import statistics
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -414,6 +415,9 @@ async def test_malformed_queue_data_is_skipped_counted_and_scaling_goes_on(
         jq = await get_jobqueue(kube, namespace, "q")
         assert jq is not None
         assert jq["status"]["queue"]["ready"] == 25
+        # When the oldest of them became due: the backlog was enqueued moments ago.
+        oldest = datetime.fromisoformat(jq["status"]["queue"]["oldestReadyTime"])
+        assert timedelta(0) <= datetime.now(UTC) - oldest < timedelta(minutes=2)
         log = namespaced_operator.log()
         assert "are not arq jobs: skipped" in log
         assert "heartbeats could not be read: skipped" in log

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from arqfleet.operator import status as st
 from arqfleet.operator.conditions import Condition, ConditionType, Reason, ScaleReason
@@ -88,7 +91,13 @@ def report(**fields: object) -> st.ScalerReport:
     base: dict[str, object] = {
         "desired": 3,
         "queue": st.queue_numbers(
-            QueueStats(ready=12, running=3, deferred=4, oldest_ready_seconds=9.6)
+            QueueStats(
+                ready=12,
+                running=3,
+                deferred=4,
+                oldest_ready_seconds=9.6,
+                oldest_ready_since_ms=1_795_003_190_400.0,
+            )
         ),
         "reachable": Condition(ConditionType.REDIS_REACHABLE, True, Reason.REDIS_ANSWERED, "ok"),
         "limited": st.limited_condition(decision(3), 20, 0),
@@ -107,8 +116,8 @@ def test_scaler_status_lists_only_its_own_fields() -> None:
         "ready": 12,
         "deferred": 4,
         "inProgress": 3,
-        "oldestReadySeconds": 10,
         "deadLetters": 0,
+        "oldestReadyTime": "2026-11-18T11:59:50Z",
     }
     assert status["desiredReplicas"] == 3
     assert status["lastScaleReason"] == "QueueDepth"
@@ -139,3 +148,24 @@ def test_limited_condition_says_which_limit() -> None:
     stepped = st.limited_condition(decision(4, Reason.SCALE_UP_LIMIT, 200), 20, 0)
     assert "scaleUp allows no more per period" in stepped.message
     assert st.limited_condition(decision(3), 20, 0).status is False
+
+
+def test_queue_numbers_of_a_queue_that_does_not_move_stay_the_same() -> None:
+    """The same jobs waiting a poll later: older, but status.queue is unchanged (no write)."""
+    first = QueueStats(ready=20, running=0, deferred=0, oldest_ready_seconds=30.2,
+                       oldest_ready_since_ms=1_795_003_190_400.0)  # fmt: skip
+    later = replace(first, oldest_ready_seconds=35.3)
+    assert st.queue_numbers(first) == st.queue_numbers(later)
+
+
+@pytest.mark.parametrize("since", [None, -5_000.0, 1e300])
+def test_queue_numbers_leave_out_an_oldest_time_that_is_none_of_arqs(since: float | None) -> None:
+    numbers = st.queue_numbers(
+        QueueStats(ready=1, running=0, deferred=0, oldest_ready_since_ms=since)
+    )
+    assert "oldestReadyTime" not in numbers
+
+
+def test_queue_numbers_of_an_empty_queue_have_no_oldest_time() -> None:
+    stats = QueueStats(ready=0, running=2, deferred=0, oldest_ready_since_ms=1_795_003_190_400.0)
+    assert "oldestReadyTime" not in st.queue_numbers(stats)
