@@ -42,6 +42,21 @@ def kubectl(
     )
 
 
+def table_rows(out: str) -> list[dict[str, str]]:
+    """kubectl's table output as one dict per row, keyed by column header.
+
+    Cells are cut at the header's positions, not split on spaces: kubectl leaves an unset
+    cell blank (not ``<none>``), which would shift every later column in a split.
+    """
+    header, *lines = out.splitlines()
+    starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
+    bounds = [*starts[1:], None]
+    return [
+        {header[a:b].strip(): line[a:b].strip() for a, b in zip(starts, bounds, strict=True)}
+        for line in lines
+    ]
+
+
 async def api_client(plane: ControlPlane) -> client.ApiClient:
     configuration = client.Configuration()
     await config.load_kube_config(

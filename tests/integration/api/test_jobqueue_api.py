@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from tests.support.jobqueues import (
     load_example,
     minimal_spec,
 )
-from tests.support.kube import kubectl, merge_patch_jobqueue
+from tests.support.kube import kubectl, merge_patch_jobqueue, table_rows
 
 pytestmark = pytest.mark.cluster
 
@@ -158,9 +159,32 @@ async def test_kubectl_get_jq_shows_printer_columns(
         {"status": {"replicas": 2, "desiredReplicas": 3, "queue": {"ready": 42, "inProgress": 5}}},
         status=True,
     )
-    out = kubectl(kube_crds, "get", "jq", "-n", namespace).stdout.splitlines()
-    assert out[0].split() == ["NAME", "QUEUE", "READY", "RUNNING", "REPLICAS", "DESIRED", "AGE"]
-    assert out[1].split()[:6] == ["emails", "arq:queue", "42", "5", "2", "3"]
+    out = kubectl(kube_crds, "get", "jq", "-n", namespace).stdout
+    header = ["NAME", "QUEUE", "READY", "RUNNING", "OLDEST", "REPLICAS", "DESIRED", "AGE"]
+    assert out.splitlines()[0].split() == header
+    [row] = table_rows(out)
+    # OLDEST is blank: this status has no oldestReadyTime (the operator omits it when idle).
+    assert [row[column] for column in header[:-1]] == [
+        "emails",
+        "arq:queue",
+        "42",
+        "5",
+        "",
+        "2",
+        "3",
+    ]
+
+    ninety_minutes_ago = datetime.now(UTC) - timedelta(minutes=90)
+    await merge_patch_jobqueue(
+        kube,
+        namespace,
+        "emails",
+        {"status": {"queue": {"oldestReadyTime": f"{ninety_minutes_ago:%Y-%m-%dT%H:%M:%SZ}"}}},
+        status=True,
+    )
+    [row] = table_rows(kubectl(kube_crds, "get", "jq", "-n", namespace).stdout)
+    # A date column: kubectl shows how long ago the oldest ready job became due.
+    assert row["OLDEST"] in {"90m", "91m"}, row
 
     wide = kubectl(kube_crds, "get", "jobqueues", "-n", namespace, "-o", "wide").stdout
     assert "DEFERRED" in wide.splitlines()[0]
