@@ -104,6 +104,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         emit_event,
         memo.fleet,
         discovery_cache_seconds=ours.discovery_cache_seconds,
+        max_concurrent=ours.max_concurrent_reconciles,
     )
     scaler = Scaler(
         memo.kube,

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -196,16 +196,23 @@ class Reconciler:
     fleet: Fleet
     clock: Clock = utcnow
     discovery_cache_seconds: float = 60
+    max_concurrent: int = 10
     _podmonitor_api: tuple[bool, float] | None = None  # (served?, monotonic time of the answer)
+    _slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.max_concurrent)
 
     # -- entry points -----------------------------------------------------------------------
 
     async def reconcile(self, jq: JobQueueSnapshot, *, cause: str) -> Condition:
         """Apply the workload and report status. Returns the Ready condition it reported."""
         state = self.fleet[jq.key]
-        # kopf runs JobQueue, Deployment and pod handlers concurrently, and the scaling loop
-        # writes too: one JobQueue's writers take turns, or a stale read could undo a write.
-        async with state.lock:
+        # A slot first (OperatorSettings.max_concurrent_reconciles), outside the lock, so a
+        # queue waiting for a slot does not hold up its own scaling meanwhile. Then: kopf runs
+        # JobQueue, Deployment and pod handlers concurrently, and the scaling loop writes
+        # too: one JobQueue's writers take turns, or a stale read could undo a write.
+        async with self._slots, state.lock:
             return await self._reconcile(jq, state, cause=cause)
 
     async def _reconcile(self, jq: JobQueueSnapshot, state: QueueState, *, cause: str) -> Condition:

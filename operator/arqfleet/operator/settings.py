@@ -55,6 +55,11 @@ class OperatorSettings(BaseSettings):
     discovery_cache_seconds: float = Field(default=60, ge=0)
     """How long an API-discovery answer (is the PodMonitor CRD installed?) is reused."""
 
+    max_concurrent_reconciles: int = Field(default=10, ge=1)
+    """How many JobQueues are reconciled at once. At start-up every JobQueue comes at once
+    (kopf lists them all): unbounded, 1,000 reconciles held their reads and writes in memory
+    together, and that peak stayed in the process's heap for good."""
+
     probe_timeout_seconds: float = Field(default=3, gt=0)
     """Deadline of one probe round (every queue of one Redis, one pipeline). A Redis that has
     not answered by then is unreachable for this poll: its queues' replicas are held."""
