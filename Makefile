@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup demo test lint unit e2e crd chart-files kube-schemas monitoring cluster-up cluster-down images e2e-kind bench bench-sim bench-validate soak
+.PHONY: help setup demo test lint unit e2e crd chart-files kube-schemas monitoring cluster-up cluster-down images e2e-kind bench bench-sim bench-validate bench-scale soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench-validate: setup ## replay a short trace on the local cluster and compare w
 
 bench-sim: setup ## replay the traces through arqfleet, KEDA + HPA and HPA on our signal (seconds)
 	$(VENV)/python -m bench.sim --plots bench/results
+
+bench-scale: setup ## the operator at 1,000 JobQueues, beside 100: CPU, RSS, loop lag, API requests (~15 min)
+	$(VENV)/python bench/operator_scale.py
 
 soak: setup ## 30 min of random load and faults with job accounting (SOAK_MINUTES=5 for less)
 	$(VENV)/python hack/soak.py
