@@ -30,16 +30,23 @@ def kubectl_binary() -> str:
 def kubectl(
     plane: ControlPlane, *args: str, stdin: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real kubectl against the local apiserver; output is captured as text."""
-    return subprocess.run(
+    """Run the real kubectl against the local apiserver; output is captured as text.
+
+    With `check`, a failure raises with kubectl's own stderr in the message: a bare
+    CalledProcessError would hide the one line that says what went wrong.
+    """
+    done = subprocess.run(
         [kubectl_binary(), "--kubeconfig", str(plane.kubeconfig), *args],
         input=stdin,
         capture_output=True,
         text=True,
-        check=check,
+        check=False,
         env={**os.environ, "KUBECTL_KUBERC": "false"},
         timeout=60,
     )
+    if check and done.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} exited {done.returncode}: {done.stderr}")
+    return done
 
 
 def table_rows(out: str) -> list[dict[str, str]]:
