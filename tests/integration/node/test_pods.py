@@ -82,6 +82,9 @@ def test_a_pod_reaches_a_server_on_the_bridge_gateway(node_plane: ControlPlane, 
             server.shutdown()
     assert termination_message(done) == "hello caller from the host\n"
     assert server.seen == [(done["status"]["podIP"], "caller")]
+    # The API server reaches the kubelet (at the gateway, with its client cert) for the logs.
+    logs = kubectl(node_plane, "-n", "default", "logs", "caller")
+    assert logs.stdout == "hello caller from the host\n"
 
 
 def test_a_pod_has_no_route_off_the_machine(node_plane: ControlPlane, node: Node) -> None:
