@@ -170,7 +170,7 @@ class Node:
 
     def _remember(self, name: str, pid: int) -> None:
         self.record["pids"][name] = pid
-        self.record["identities"][name] = process_identity(pid)
+        self.record["identities"][name] = _identity_after_exec(pid)
         nodehost.update(self.record)
 
     def _create_cgroup_root(self) -> None:
@@ -284,6 +284,18 @@ class Node:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out waiting for {what}")
             time.sleep(0.1)
+
+
+def _identity_after_exec(pid: int, timeout: float = 5) -> str | None:
+    """`process_identity` once the new program's command line is readable. Popen returns when
+    exec closed the error pipe, which the kernel does before it sets up the new argv: read at
+    once, the identity may have an empty command line and never match the process again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        identity = process_identity(pid)
+        if identity is None or identity.split(" ", 2)[2] or time.monotonic() > deadline:
+            return identity
+        time.sleep(0.005)
 
 
 def _child_of(parent: int, command: str) -> int | None:
