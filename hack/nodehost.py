@@ -59,6 +59,9 @@ SHARED_PATHS = (
     "/var/lib/cni",
     "/run/containerd",
 )
+# Others (podman's CNI networks, its containers' log links) may have moved in since: a run
+# removes only its own entries there, and the last run only the directories left empty.
+SHARED_WITH_OTHERS = ("/var/lib/cni", "/var/log/containers")
 SHIM = "containerd-shim-runc-v2"
 # A run that has started neither kubelet nor containerd this long after registering is dead.
 STARTING_SECONDS = 120
@@ -155,7 +158,12 @@ def _restore(ledger: dict[str, Any]) -> None:
         if read_sysctl(name) != value:
             Path("/proc/sys", name).write_text(value)
     for path in ledger.get("absent", []):
-        shutil.rmtree(path, ignore_errors=True)
+        if path in SHARED_WITH_OTHERS:  # only what is left of ours: empty directories
+            for directory, _, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def read_sysctl(name: str) -> str:
@@ -278,9 +286,17 @@ def _remove_shared_leftovers(record: Record) -> None:
         for link in Path("/var/log/containers").iterdir():
             if link.is_symlink() and os.readlink(link).startswith(workdir):
                 link.unlink()
+    # libcni caches each ADD's result until the DEL: the run's bridge network, and the
+    # loopback network containerd sets up in every sandbox (lost when containerd was killed).
+    sandboxes = {
+        path.name
+        for path in Path(workdir, "containerd").glob("*/io.containerd.grpc.v1.cri/sandboxes/*")
+    }
     with contextlib.suppress(OSError):
-        for result in Path("/var/lib/cni/results").glob(f"{record['network']}-*"):
-            result.unlink()
+        for result in Path("/var/lib/cni/results").iterdir():
+            loopback_of = result.name.removeprefix("cni-loopback-").split("-")[0]
+            if result.name.startswith(f"{record['network']}-") or loopback_of in sandboxes:
+                result.unlink()
     # A shim's socket outlives a killed shim: remove every one nobody listens on any more.
     with contextlib.suppress(OSError):
         listening = {
