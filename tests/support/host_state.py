@@ -126,10 +126,16 @@ def _cgroups() -> list[str]:
     return sorted(found)
 
 
+# podman (the containers tier, or another session on this machine) keeps its CNI config and a
+# lock file that comes and goes in /etc/cni/net.d; the node never writes there.
+PODMAN_FILES = ("net.d/cni.lock", "net.d/87-podman-bridge.conflist")
+
+
 def _tree(path: Path) -> list[str] | None:
     if not path.exists():
         return None
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+    found = (str(p.relative_to(path)) for p in path.rglob("*"))
+    return sorted(name for name in found if name not in PODMAN_FILES)
 
 
 def _sysctls() -> dict[str, str]:
