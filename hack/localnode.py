@@ -134,12 +134,16 @@ class Node:
         """Stop everything and put the machine back as it was (see `teardown`)."""
         if self.record:
             teardown(self.record)
+        outlived = False
         for process in self.processes:  # our children: whatever the record says, none outlives us
             if process.popen.poll() is None:
                 print(f"localnode: {process.name} outlived the teardown; killing it", flush=True)
                 process.popen.kill()
+                outlived = True
             process.popen.wait(timeout=10)
         self.processes.clear()
+        if outlived:  # it may have written into the directory the teardown had removed
+            nodehost.release(self.record)
 
     def state(self) -> dict[str, Any]:
         """What `hack/cluster` saves to tear the node down from another process."""

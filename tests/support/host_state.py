@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import nodehost
@@ -71,6 +72,8 @@ def snapshot() -> Snapshot:
         "iptables": [r for c in IPTABLES_SAVE for r in _rules(c)],
         "cgroups": _cgroups(),
         "paths": {path: _tree(Path(path)) for path in WATCHED_PATHS},
+        # A node's work directory (tempfile's default place) goes with it too.
+        "workdirs": sorted(str(p) for p in Path(tempfile.gettempdir()).glob("arqfleet-node-*")),
         "listings": {d: sorted(os.listdir(d)) for d in LISTED_DIRS if os.path.isdir(d)},
         "sysctls": _sysctls(),
     }
