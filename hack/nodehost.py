@@ -41,8 +41,9 @@ from localcluster import is_ours, is_running
 from nodeapi import delete_node
 
 LEDGER_DIR = Path("/run/arqfleet-node")
-# What the kubelet sets (pkg/kubelet/cm/container_manager_linux.go setupKernelTunables), and
-# ip_forward, which the bridge CNI plugin turns on for a gateway bridge (ours is not one).
+# What the kubelet sets (pkg/kubelet/cm/container_manager_linux.go setupKernelTunables). Not
+# ip_forward: the node never turns it on (its bridge is no CNI gateway), and podman's does, so
+# "restoring" it would switch off another tool's forwarding in the middle of its run.
 SYSCTLS = (
     "vm/overcommit_memory",
     "vm/panic_on_oom",
@@ -50,7 +51,6 @@ SYSCTLS = (
     "kernel/panic_on_oops",
     "kernel/keys/root_maxkeys",
     "kernel/keys/root_maxbytes",
-    "net/ipv4/ip_forward",
 )
 # Created at fixed places whatever the configuration says (see the module docstring).
 SHARED_PATHS = (

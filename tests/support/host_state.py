@@ -142,7 +142,8 @@ def _tree(path: Path) -> list[str] | None:
 
 
 def _sysctls() -> dict[str, str]:
-    values = {name: nodehost.read_sysctl(name) for name in nodehost.SYSCTLS}
+    names = (*nodehost.SYSCTLS, "net/ipv4/ip_forward")  # the node must not turn it on either
+    values = {name: nodehost.read_sysctl(name) for name in names}
     for directory in SYSCTL_DIRS:
         if not os.path.isdir(directory):
             continue
