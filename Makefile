@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help setup demo test lint unit e2e crd chart-files kube-schemas monitoring cluster-up cluster-down images e2e-kind bench bench-sim bench-validate bench-scale soak
+.PHONY: help setup demo test lint unit e2e node-test crd chart-files kube-schemas monitoring cluster-up cluster-down images e2e-kind bench bench-sim bench-validate bench-scale soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ lint: ## ruff, mypy --strict, import-linter, hadolint
 
 unit: ## pure tests only (no servers)
 	$(VENV)/pytest tests/unit
+
+node-test: setup ## the real node tier: kubelet + containerd + runc + CNI running pods (root)
+	$(VENV)/pytest -p no:cacheprovider tests/integration/node
 
 e2e: setup ## the end-to-end tier: operator + node agent + real worker pods
 	$(VENV)/pytest tests/e2e
@@ -69,7 +72,7 @@ soak: setup ## 30 min of random load and faults with job accounting (SOAK_MINUTE
 e2e-kind: ## machines with Docker only (not CI): images, a kind cluster, the chart, a burst
 	@hack/e2e-kind
 
-cluster-up: setup ## start etcd + kube-apiserver + kube-controller-manager on loopback
+cluster-up: setup ## start etcd + kube-apiserver + kube-controller-manager on loopback, and a real node
 	@hack/cluster up
 
 cluster-down: ## stop the local cluster

@@ -347,6 +347,11 @@ class ControlPlane:
                 "--audit-log-format=json",
                 "--audit-log-mode=blocking",
                 "--allow-privileged=true",
+                # A real node (hack/localnode.py) serves logs and exec at its InternalIP and
+                # accepts this client certificate.
+                f"--kubelet-client-certificate={c / 'admin.crt'}",
+                f"--kubelet-client-key={c / 'admin.key'}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--profiling=false",
                 "-v=0",
             ],

@@ -1,0 +1,25 @@
+"""The real node tier: kubelet + containerd + runc + CNI on this machine, on a control plane of
+its own, so its kube-scheduler never sees the pods of other tiers (the e2e tier runs its pods
+on the node agent, which binds them itself)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from localcluster import ControlPlane
+
+
+@pytest.fixture(scope="package")
+def node_plane() -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver alone: pods here are created directly, so no controllers."""
+    if os.geteuid() != 0:
+        pytest.skip("a real node needs root (mounts, cgroups, network namespaces)")
+    plane = ControlPlane()
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.cleanup()
