@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import redis
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, V1Namespace, V1ObjectMeta
 
+import containerimages
 from localcluster import ControlPlane
 from tests.support.kube import REPO_ROOT, api_client, kubectl
 from tests.support.operator_process import OperatorProcess, bind_operator_rbac
@@ -132,3 +134,18 @@ def operator(kube_crds: ControlPlane) -> Iterator[OperatorProcess]:
     process.start()
     yield process
     assert process.stop() == 0, process.log()
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, str]:
+    """Image tags by name (operator, worker, example), built or found up to date.
+
+    hack/build-images builds nothing when the images' content keys match (well under a
+    second), and otherwise rebuilds what changed with podman's layer cache; a cold machine
+    also makes the Debian Python base with mmdebstrap first (about 75 s in all here).
+    """
+    build = containerimages.REPO_ROOT / "hack" / "build-images"
+    result = subprocess.run([str(build)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"hack/build-images failed ({result.returncode}):\n{result.stderr[-10_000:]}")
+    return {name: image.tag for name, image in containerimages.images().items()}

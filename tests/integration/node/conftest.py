@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from localcluster import ControlPlane
+from localnode import Node
 
 
 @pytest.fixture(scope="package")
@@ -23,3 +24,11 @@ def node_plane() -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.cleanup()
+
+
+@pytest.fixture(scope="module")
+def node(node_plane: ControlPlane) -> Iterator[Node]:
+    """A node per module: the teardown tests start and stop their own around snapshots."""
+    started = Node(node_plane).start()
+    yield started
+    started.stop()

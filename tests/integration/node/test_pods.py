@@ -7,10 +7,7 @@ import ipaddress
 import json
 import socketserver
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 import nodehost
 from localcluster import ControlPlane
@@ -18,13 +15,6 @@ from localnode import Node
 from tests.support.kube import kubectl
 from tests.support.node_pods import create_pod, pod, termination_message, wait_phase
 from tests.support.waiting import wait_for
-
-
-@pytest.fixture(scope="module")
-def node(node_plane: ControlPlane) -> Iterator[Node]:
-    started = Node(node_plane).start()
-    yield started
-    started.stop()
 
 
 def test_the_node_is_ready_and_schedulable(node_plane: ControlPlane, node: Node) -> None:
