@@ -22,11 +22,13 @@ class RedisServer:
     persistent: bool = False
     """Append-only file on: a stop and start keeps the data (a Redis restart, not a wipe)."""
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="arqfleet-redis-")))
+    bind: str = "127.0.0.1"
+    """The address it listens on: a real node's pods reach the host at its bridge gateway."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.bind}:{self.port}/0"
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
@@ -38,7 +40,11 @@ class RedisServer:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                self.bind,
+                # Off beyond loopback: pods on the run's bridge are its clients, and the
+                # bridge routes nowhere (hack/localnode.py).
+                "--protected-mode",
+                "yes" if self.bind == "127.0.0.1" else "no",
                 "--save",
                 "",
                 "--appendonly",
@@ -53,7 +59,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(host=self.bind, port=self.port, socket_connect_timeout=0.2)
         try:
             wait_for(self._answers(client), timeout=10, what=f"redis-server on :{self.port}")
         finally:
@@ -61,7 +67,7 @@ class RedisServer:
 
     def set_password(self, password: str) -> None:
         """Require AUTH from now on (the default user's password), as a production Redis does."""
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(host=self.bind, port=self.port)
         try:
             client.config_set("requirepass", password)
         finally:
