@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import containerimages
 import nodehost
 import nodeimage
 from localcluster import (
@@ -221,13 +222,32 @@ class Node:
             return False
         return self._ctr("version", check=False).returncode == 0
 
-    def _ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _ctr(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         assert self.bin_dir is not None
         return subprocess.run(
             [str(self.bin_dir / "ctr"), "--address", str(self.containerd_socket),
              "--namespace", "k8s.io", *args],
-            capture_output=True, text=True, timeout=60, check=check,
+            capture_output=True, text=True, timeout=timeout, check=check,
         )  # fmt: skip
+
+    def load_image(self, reference: str) -> None:
+        """Import an image from podman's store into the node's containerd (`k8s.io`, where the
+        kubelet looks), under the same name: pods run it with imagePullPolicy Never or
+        IfNotPresent, as no registry answers here. The build is podman's and cached by
+        content (hack/build-images); each node's containerd is its own, so each run imports."""
+        with tempfile.TemporaryDirectory(prefix="arqfleet-image-") as scratch:
+            archive = Path(scratch) / "image.tar"
+            # docker-archive keeps the name in the archive (RepoTags), which `ctr images
+            # import` reads; podman's oci-archive would name the image by its tag alone.
+            subprocess.run(
+                ["podman", "save", "--quiet", "--format", "docker-archive",
+                 "--output", str(archive), reference],
+                env=containerimages.podman_env(), capture_output=True, text=True,
+                timeout=300, check=True,
+            )  # fmt: skip
+            self._ctr("images", "import", str(archive), timeout=300)
 
     def _import_image(self) -> None:
         assert self.bin_dir is not None
