@@ -50,6 +50,10 @@ def worker_pod(node: Node, image: str, redis_url: str) -> dict[str, Any]:
                 "drainSeconds": DRAIN_SECONDS,
                 "jobTimeoutSeconds": DRAIN_SECONDS,
                 "env": [{"name": "EXAMPLE_CRON_EVERY_SECONDS", "value": "0"}],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"cpu": "500m", "memory": "256Mi"},
+                },
             },
         }
     )
@@ -77,6 +81,15 @@ def process_uids(pid: int) -> list[str]:
         if line.startswith("Uid:"):
             return line.split()[1:]
     raise AssertionError(f"no Uid line for {pid}")
+
+
+def cgroup_file(pid: int, controller: str, name: str) -> str:
+    """A cgroup v1 file of the process's cgroup for `controller` (these machines' hierarchy)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path(f"/sys/fs/cgroup/{controller}{path}/{name}").read_text().strip()
+    raise AssertionError(f"{pid} has no {controller} cgroup")
 
 
 def mount_options(pid: int) -> dict[str, set[str]]:
@@ -114,6 +127,11 @@ async def test_the_rendered_worker_pod_runs_restricted_and_drains_on_the_real_ku
     mounts = mount_options(pid)
     assert "ro" in mounts["/"], mounts["/"]
     assert "rw" in mounts["/tmp"], mounts["/tmp"]
+    # worker.resources reach the container's cgroup: the kernel enforces them, not a field.
+    assert cgroup_file(pid, "memory", "memory.limit_in_bytes") == str(256 * 2**20)
+    assert cgroup_file(pid, "cpu", "cpu.cfs_quota_us") == str(
+        int(cgroup_file(pid, "cpu", "cpu.cfs_period_us")) // 2
+    )
 
     pool = await create_pool(RedisSettings.from_dsn(gateway_redis.url))
     client = aioredis.Redis.from_url(gateway_redis.url)
