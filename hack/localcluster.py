@@ -134,6 +134,22 @@ class Process:
             return "(no log)"
 
 
+def spawn_logged(workdir: Path, name: str, argv: list[str]) -> Process:
+    """Start `argv` with its output appended to WORKDIR/NAME.log."""
+    log = workdir / f"{name}.log"
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Own process group: Ctrl-C in a terminal running `hack/cluster up` or pytest
+            # must not kill the cluster before the fixture's orderly stop.
+            start_new_session=True,
+        )
+    return Process(name, popen, log)
+
+
 @dataclass
 class ControlPlane:
     """One local control plane. `start()` blocks until the API server is ready."""
@@ -277,18 +293,7 @@ class ControlPlane:
     # -- internals ------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> Process:
-        log = self.workdir / f"{name}.log"
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                # Own process group: Ctrl-C in a terminal running `hack/cluster up` or pytest
-                # must not kill the cluster before the fixture's orderly stop.
-                start_new_session=True,
-            )
-        process = Process(name, popen, log)
+        process = spawn_logged(self.workdir, name, argv)
         self.processes.append(process)
         return process
 

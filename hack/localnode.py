@@ -42,6 +42,7 @@ from localcluster import (
     is_ours,
     is_running,
     process_identity,
+    spawn_logged,
 )
 from nodeapi import KubeApi, api_record, http_ok, is_ready
 
@@ -159,18 +160,9 @@ class Node:
     # -- parts -----------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> Process:
-        log = self.workdir / f"{name}.log"
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C at the terminal reaches only the test runner
-            )
-        process = Process(name, popen, log)
+        process = spawn_logged(self.workdir, name, argv)
         self.processes.append(process)
-        self._remember(name, popen.pid)
+        self._remember(name, process.popen.pid)
         return process
 
     def _remember(self, name: str, pid: int) -> None:
