@@ -57,11 +57,14 @@ SHARED_PATHS = (
     "/var/lib/kubelet",
     "/var/log/containers",
     "/var/lib/cni",
+    # libcni's result cache, on its own: podman may have made /var/lib/cni (its networks)
+    # before the first run, and then only the cache directory is ours to remove.
+    "/var/lib/cni/results",
     "/run/containerd",
 )
 # Others (podman's CNI networks, its containers' log links) may have moved in since: a run
 # removes only its own entries there, and the last run only the directories left empty.
-SHARED_WITH_OTHERS = ("/var/lib/cni", "/var/log/containers")
+SHARED_WITH_OTHERS = ("/var/lib/cni", "/var/lib/cni/results", "/var/log/containers")
 SHIM = "containerd-shim-runc-v2"
 # A run that has started neither kubelet nor containerd this long after registering is dead.
 STARTING_SECONDS = 120
