@@ -73,9 +73,12 @@ def run_suite(suite: Path, mode: str, report: Path) -> dict[str, str]:
     env = {
         **os.environ,
         "ARQFLEET_ARQ_SUITE_MODE": mode,
-        "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'hack'}",
+        # This checkout's source: the cached suite venv holds arqfleet's dependencies only.
+        "PYTHONPATH": os.pathsep.join(
+            str(REPO_ROOT / part) for part in ("", "hack", "operator", "worker")
+        ),
     }
-    subprocess.run(
+    ran = subprocess.run(
         [
             str(suite / "venv" / "bin" / "python"),
             "-m",
@@ -99,6 +102,8 @@ def run_suite(suite: Path, mode: str, report: Path) -> dict[str, str]:
         timeout=600,
         check=False,  # failures are data here; the report says which
     )
+    if not report.exists():  # pytest stopped before running anything: say why
+        raise AssertionError(f"arq's suite ({mode}) ran nothing:\n{ran.stdout}\n{ran.stderr}")
     outcomes = {}
     for case in ET.parse(report).getroot().iter("testcase"):
         module = case.get("classname", "").rsplit(".", 1)[-1]
