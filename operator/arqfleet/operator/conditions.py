@@ -34,6 +34,7 @@ class Reason(StrEnum):
     WORKER_ENVIRONMENT_INVALID = "WorkerEnvironmentInvalid"
     IMAGE_PULL_FAILED = "ImagePullFailed"
     CONTAINER_CONFIG_ERROR = "ContainerConfigError"
+    IMAGE_USER_NOT_NUMERIC = "ImageUserNotNumeric"
     WORKER_CRASHING = "WorkerCrashing"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     POD_CREATION_FAILED = "PodCreationFailed"

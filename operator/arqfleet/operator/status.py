@@ -7,6 +7,7 @@ the worker pods); this module only interprets those observations. No I/O, no clo
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +62,10 @@ IMAGE_PULL_REASONS = frozenset(
 )
 
 
+# kubelet (kuberuntime verifyRunAsNonRoot): the image's USER is a name, not a UID.
+NAMED_USER = re.compile(r"image has non-numeric user \((?P<user>[^)]*)\)")
+
+
 def _container_statuses(pod: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
     return (pod.get("status") or {}).get("containerStatuses") or ()
 
@@ -99,6 +104,16 @@ def _waiting_problem(status: Mapping[str, Any], redis_secret: str | None) -> Con
         )
     if reason != "CreateContainerConfigError":
         return None
+    named_user = NAMED_USER.search(message)
+    if named_user:
+        image = status.get("image") or "spec.worker.image"
+        return ready(
+            False,
+            Reason.IMAGE_USER_NOT_NUMERIC,
+            f"{image} runs as the user name {named_user['user']!r}, which the kubelet cannot "
+            "check for non-root (runAsNonRoot): give the image a numeric USER (e.g. USER 10001) "
+            "or set spec.worker.securityContext.runAsUser",
+        )
     # kubelet: `secret "x" not found` or `couldn't find key k in Secret ns/x`.
     ours = redis_secret is not None and (
         f'"{redis_secret}"' in message or message.endswith(f"/{redis_secret}")

@@ -140,6 +140,19 @@ def waiting(reason: str, message: str = "", **status: Any) -> dict[str, Any]:
             id="another-env-source",
         ),
         pytest.param(
+            [
+                waiting(
+                    "CreateContainerConfigError",
+                    "container has runAsNonRoot and image has non-numeric user (app), cannot "
+                    'verify user is non-root (pod: "w-1_ns(uid)", container: worker)',
+                    image="ghcr.io/acme/app:9",
+                )
+            ],
+            Reason.IMAGE_USER_NOT_NUMERIC,
+            "ghcr.io/acme/app:9 runs as the user name 'app'",
+            id="named-user",
+        ),
+        pytest.param(
             [waiting("ImagePullBackOff", "Back-off pulling image", image="ghcr.io/acme/app:9")],
             Reason.IMAGE_PULL_FAILED,
             "cannot pull ghcr.io/acme/app:9 (spec.worker.image): ImagePullBackOff",
