@@ -225,21 +225,8 @@ class Node:
         )  # fmt: skip
 
     def load_image(self, reference: str) -> None:
-        """Import an image from podman's store into the node's containerd (`k8s.io`, where the
-        kubelet looks), under the same name: pods run it with imagePullPolicy Never or
-        IfNotPresent, as no registry answers here. The build is podman's and cached by
-        content (hack/build-images); each node's containerd is its own, so each run imports."""
-        with tempfile.TemporaryDirectory(prefix="arqfleet-image-") as scratch:
-            archive = Path(scratch) / "image.tar"
-            # docker-archive keeps the name in the archive (RepoTags), which `ctr images
-            # import` reads; podman's oci-archive would name the image by its tag alone.
-            subprocess.run(
-                ["podman", "save", "--quiet", "--format", "docker-archive",
-                 "--output", str(archive), reference],
-                env=containerimages.podman_env(), capture_output=True, text=True,
-                timeout=300, check=True,
-            )  # fmt: skip
-            self._ctr("images", "import", str(archive), timeout=300)
+        """Import an image from podman's store into this node (see `load_image`)."""
+        load_image(self.record, reference)
 
     def _import_image(self) -> None:
         assert self.bin_dir is not None
@@ -326,6 +313,29 @@ def _child_of(parent: int, command: str) -> int | None:
             if Path(argv0).name == command:
                 return int(proc.name)
     return None
+
+
+def load_image(record: dict[str, Any], reference: str) -> None:
+    """Import an image from podman's store into a node's containerd (`k8s.io`, where the
+    kubelet looks), under the same name: pods run it with imagePullPolicy Never or
+    IfNotPresent, as no registry answers here. The build is podman's and cached by content
+    (hack/build-images); each node's containerd is its own, so each run imports. `record` is
+    the node's (`Node.state()`), so a node another process started takes images too."""
+    with tempfile.TemporaryDirectory(prefix="arqfleet-image-") as scratch:
+        archive = Path(scratch) / "image.tar"
+        # docker-archive keeps the name in the archive (RepoTags), which `ctr images import`
+        # reads; podman's oci-archive would name the image by its tag alone.
+        subprocess.run(
+            ["podman", "save", "--quiet", "--format", "docker-archive",
+             "--output", str(archive), reference],
+            env=containerimages.podman_env(), capture_output=True, text=True,
+            timeout=300, check=True,
+        )  # fmt: skip
+        subprocess.run(
+            [str(Path(record["bin_dir"]) / "ctr"), "--address", record["containerd_socket"],
+             "--namespace", "k8s.io", "images", "import", str(archive)],
+            capture_output=True, text=True, timeout=300, check=True,
+        )  # fmt: skip
 
 
 def teardown(record: dict[str, Any]) -> None:
