@@ -181,7 +181,7 @@ def reap(record: Record, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     workdir = Path(record["workdir"])
     # Containers first (the shims reap them), then the shims, then the daemons.
-    _kill_until_gone(lambda: _cgroup_pids(record), deadline)
+    _kill_until_gone(lambda: cgroup_pids(record), deadline)
     _kill_until_gone(lambda: _shim_pids(record), deadline)
     _kill_until_gone(lambda: _recorded_pids(record), deadline)
     delete_node(record["api"], record["node"])  # once no kubelet can register it again
@@ -245,7 +245,8 @@ def _cgroup_dirs(record: Record) -> list[Path]:
     return [mount / name for mount in cgroup_mounts() if (mount / name).is_dir()]
 
 
-def _cgroup_pids(record: Record) -> list[int]:
+def cgroup_pids(record: Record) -> list[int]:
+    """Every process in the run's cgroups: its containers' (and their shims' children)."""
     pids: set[int] = set()
     for top in _cgroup_dirs(record):
         for procs in top.rglob("cgroup.procs"):

@@ -33,7 +33,7 @@ def test_a_pod_runs_in_a_real_container(node_plane: ControlPlane, node: Node) ->
     assert ipaddress.ip_address(running["status"]["podIP"]) in ipaddress.ip_network(node.subnet)
     assert running["status"]["hostIP"] == node.gateway
     # A real process, in the node's cgroup tree, running the image's /pause.
-    pids = nodehost._cgroup_pids(node.record)
+    pids = nodehost.cgroup_pids(node.record)
     commands = {Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] for pid in pids}
     assert b"/pause" in commands
     # Deleting the pod: the kubelet stops the container (SIGTERM) and confirms the deletion.

@@ -37,7 +37,7 @@ def test_a_bring_up_after_a_crashed_run_starts_clean(node_plane: ControlPlane) -
     create_pod(node_plane, crashed, "crash-sleeper")
     wait_phase(node_plane, "crash-sleeper", "Running")
     shims = nodehost._shim_pids(crashed.record)
-    containers = nodehost._cgroup_pids(crashed.record)
+    containers = nodehost.cgroup_pids(crashed.record)
     assert shims
     assert containers
     # The crash: the node's daemons die at once; shims, containers and all state stay behind.
