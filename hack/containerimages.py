@@ -336,7 +336,10 @@ def ensure_image(image: Image, build_args: Mapping[str, str], *, force: bool) ->
         return False
     explain_rebuild(image, inputs)
     previous = image_id(image.tag)
-    command = ["build", "--file", str(image.dockerfile), "--tag", image.tag]
+    # The host's network for RUN steps (pip reaches the package index): podman's default
+    # bridge would leave its CNI state behind (/var/lib/cni, the cni-podman0 link, iptables
+    # chains, ip_forward turned on) on a machine that had none.
+    command = ["build", "--network=host", "--file", str(image.dockerfile), "--tag", image.tag]
     command += [f"--label={KEY_LABEL}={key}"]
     command += [f"--build-arg={name}={value}" for name, value in build_args.items()]
     if CA_BUNDLE.exists():
