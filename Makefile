@@ -22,7 +22,7 @@ lint: ## ruff, mypy --strict, import-linter, hadolint
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
 	$(VENV)/lint-imports
-	$(VENV)/hadolint Dockerfile.operator Dockerfile.worker examples/Dockerfile
+	$(VENV)/hadolint Dockerfile.operator Dockerfile.worker examples/Dockerfile bench/Dockerfile
 
 unit: ## pure tests only (no servers)
 	$(VENV)/pytest tests/unit

@@ -1,11 +1,12 @@
 """Build arqfleet's container images with podman, without a registry, cached by content.
 
-`hack/build-images` runs this. It makes (or finds) three images from the repository's
+`hack/build-images` runs this. It makes (or finds) four images from the repository's
 Dockerfiles:
 
     localhost/arqfleet-operator:dev   Dockerfile.operator
     localhost/arqfleet-worker:dev     Dockerfile.worker
     localhost/arqfleet-example:dev    examples/Dockerfile (the example app on the worker image)
+    localhost/arqfleet-bench:dev      bench/Dockerfile (the benchmarks' timed app, likewise)
 
 on a Python base given with --python-image, or by default on `localhost/arqfleet-python:bookworm`,
 which it makes offline from Debian packages (mmdebstrap, then `podman import`); the tarball is
@@ -15,7 +16,7 @@ Caching: every image carries the label `io.arqfleet.build-key`, a hash of what d
 content: the Dockerfile, the files its COPY lines name (of pyproject.toml only the tables that
 reach the image; README.md not at all), its build arguments and the ID of the image it starts
 from. A run whose key matches the existing image builds nothing (well under a second for all
-three); one that does not logs which inputs changed and lets podman rebuild with its own layer
+four); one that does not logs which inputs changed and lets podman rebuild with its own layer
 cache (the dependencies' layer depends on pyproject.toml alone, so a source edit reinstalls
 only the package: about 20 s for the three).
 
@@ -224,6 +225,7 @@ def images(tag: str = "dev") -> dict[str, Image]:
             ("operator", "Dockerfile.operator"),
             ("worker", "Dockerfile.worker"),
             ("example", "examples/Dockerfile"),
+            ("bench", "bench/Dockerfile"),
         )
     }
 
@@ -360,7 +362,7 @@ def project_version() -> str:
 
 
 def build_all(python_image: str | None, tag: str, *, force: bool) -> dict[str, Image]:
-    """Ensure the base (unless one is given) and the three images; logs what each took."""
+    """Ensure the base (unless one is given) and the images; logs what each took."""
     started = time.monotonic()
     with build_lock():
         step = time.monotonic()
@@ -372,6 +374,7 @@ def build_all(python_image: str | None, tag: str, *, force: bool) -> dict[str, I
             (found["operator"], {"PYTHON_IMAGE": base, "VERSION": version}),
             (found["worker"], {"PYTHON_IMAGE": base, "VERSION": version}),
             (found["example"], {"WORKER_IMAGE": found["worker"].tag}),
+            (found["bench"], {"WORKER_IMAGE": found["worker"].tag}),
         ]
         for image, build_args in plans:
             step = time.monotonic()
@@ -385,13 +388,13 @@ def build_all(python_image: str | None, tag: str, *, force: bool) -> dict[str, I
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hack/build-images",
-        description="Build the operator, worker and example images with podman (cached).",
+        description="Build the operator, worker, example and bench images with podman (cached).",
     )
     parser.add_argument(
         "--python-image",
         help="base image with Python >= 3.11 (default: a Debian one made offline with mmdebstrap)",
     )
-    parser.add_argument("--tag", default="dev", help="tag of the three images (default: dev)")
+    parser.add_argument("--tag", default="dev", help="tag of the images (default: dev)")
     parser.add_argument("--force", action="store_true", help="build even if the keys match")
     args = parser.parse_args(argv)
     built = build_all(args.python_image, args.tag, force=args.force)

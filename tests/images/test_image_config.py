@@ -17,6 +17,7 @@ ENTRYPOINTS = {
     "operator": ["arqfleet-operator"],
     "worker": ["arqfleet-worker"],
     "example": ["arqfleet-worker"],
+    "bench": ["arqfleet-worker"],
 }
 
 

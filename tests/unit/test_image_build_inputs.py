@@ -16,6 +16,7 @@ PACKAGE_SOURCES = ["pyproject.toml", "README.md", "operator/arqfleet", "worker/a
         ("operator", PACKAGE_SOURCES),
         ("worker", PACKAGE_SOURCES),
         ("example", ["examples/app/"]),
+        ("bench", ["bench/timed_app.py"]),
     ],
 )
 def test_the_key_covers_what_each_dockerfile_copies(name: str, expected: list[str]) -> None:
