@@ -1,39 +1,55 @@
-"""e2e fixtures: a node agent and a namespaced operator per test, on the session's control plane.
+"""e2e fixtures: a real node for the tier and a namespaced operator per test, on the session's
+control plane.
 
-Each test gets its own namespace, its own fake node (the agent manages only that namespace, so
-tests never run each other's pods) and its own operator restricted to that namespace.
+Each test gets its own namespace, its own Redis and its own operator restricted to that
+namespace; every test's worker pods run on the one node, from the example image.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from localcluster import ControlPlane, is_running
+from localcluster import ControlPlane
+from localnode import Node
 from tests.support.jobqueues import jobqueue, minimal_spec
 from tests.support.kube import kubectl
-from tests.support.nodeagent_process import NodeAgentProcess
 from tests.support.operator_process import OperatorProcess, bind_operator_rbac
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for
 
 
+@pytest.fixture(scope="package")
+def node(kube_crds: ControlPlane, images: dict[str, str]) -> Iterator[Node]:
+    """One real node for the tier: containerd + runc + CNI, kubelet and kube-scheduler, with
+    the example worker image (Dockerfile.worker + examples/Dockerfile) imported."""
+    if os.geteuid() != 0:
+        pytest.skip("a real node needs root (mounts, cgroups, network namespaces)")
+    started = Node(kube_crds).start()
+    try:
+        started.load_image(images["example"])
+        yield started
+    finally:
+        started.stop()
+
+
 @pytest.fixture
-def node_agent(
-    kube_crds: ControlPlane, namespace: str, tmp_path: Path
-) -> Iterator[NodeAgentProcess]:
-    agent = NodeAgentProcess(
-        kube_crds, node=f"node-{namespace}", workdir=tmp_path / "agent", namespaces=[namespace]
-    )
-    agent.start()
-    yield agent
-    # Exit 0 after stopping its worker processes: nothing of this test keeps running.
-    assert agent.stop() == 0, agent.log()
-    assert "node agent stopped" in agent.log()
-    assert agent.started_pids(), agent.log()  # every test here runs at least one worker
-    assert [pid for pid in agent.started_pids() if is_running(pid)] == []
+def example_image(node: Node, images: dict[str, str]) -> str:
+    """The example app's image, on the node: JobQueues run it with imagePullPolicy Never."""
+    return images["example"]
+
+
+@pytest.fixture
+def redis_server(node: Node) -> Iterator[RedisServer]:
+    """This test's own redis-server, where the node's pods reach the host: the bridge gateway
+    (the tests and the operator, on the host, reach it there too)."""
+    server = RedisServer(bind=node.gateway)
+    server.start()
+    yield server
+    server.cleanup()
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Autoscaling end to end: the real operator scales real `arqfleet-worker` pods (run by the node
-agent) from a real Redis, with kube-controller-manager's ReplicaSets deleting pods.
+"""Autoscaling end to end: the real operator scales real `arqfleet-worker` pods (the example
+image, on a real kubelet) from a real Redis, with kube-controller-manager's ReplicaSets deleting
+pods and the kubelet stopping them.
 
 Every scenario counts its jobs: each enqueued tag must be done exactly once.
 """
@@ -31,7 +32,6 @@ from arqfleet.worker.constants import (
     redis_time_ms,
 )
 from tests.support.kube import kubectl, merge_patch_jobqueue, table_rows
-from tests.support.nodeagent_process import NodeAgentProcess
 from tests.support.operator_checks import (
     create_jobqueue,
     event_reasons,
@@ -50,11 +50,12 @@ EXAMPLE_SETTINGS = "examples.app.worker.WorkerSettings"
 NO_CRON = {"name": "EXAMPLE_CRON_EVERY_SECONDS", "value": "0"}
 
 
-def spec(redis_url: str, scaling: dict[str, Any], **worker: Any) -> dict[str, Any]:
+def spec(image: str, redis_url: str, scaling: dict[str, Any], **worker: Any) -> dict[str, Any]:
     return {
         "redis": {"url": redis_url},
         "worker": {
-            "image": "local/none:0",  # the node agent runs commands, not images
+            "image": image,
+            "imagePullPolicy": "Never",  # imported into the node's containerd: no registry here
             "settings": EXAMPLE_SETTINGS,
             "jobTimeoutSeconds": 30,
             "drainSeconds": 30,
@@ -201,7 +202,7 @@ def scale_events(api_reasons: list[tuple[str, str]]) -> list[str]:
 async def test_burst_scales_up_within_a_poll_drains_and_returns_to_zero(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
     arq_pool: ArqRedis,
@@ -213,7 +214,9 @@ async def test_burst_scales_up_within_a_poll_drains_and_returns_to_zero(
         "jobsPerReplica": per_replica,
         "scaleDown": {"stabilizationSeconds": 10},
     }
-    await create_jobqueue(kube, namespace, "burst", spec(redis_url, scaling, maxJobs=50))
+    await create_jobqueue(
+        kube, namespace, "burst", spec(example_image, redis_url, scaling, maxJobs=50)
+    )
     await at_zero(kube, namespace, "burst", client)
     tags = [f"b{i}" for i in range(burst)]
 
@@ -273,7 +276,7 @@ async def test_burst_scales_up_within_a_poll_drains_and_returns_to_zero(
 async def test_scale_down_takes_the_idle_pods_and_keeps_the_busy_ones(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
     arq_pool: ArqRedis,
@@ -284,7 +287,9 @@ async def test_scale_down_takes_the_idle_pods_and_keeps_the_busy_ones(
         "jobsPerReplica": 1,
         "scaleDown": {"stabilizationSeconds": 5},
     }
-    await create_jobqueue(kube, namespace, "idle", spec(redis_url, scaling, maxJobs=1))
+    await create_jobqueue(
+        kube, namespace, "idle", spec(example_image, redis_url, scaling, maxJobs=1)
+    )
     await at_zero(kube, namespace, "idle", client)
     await arq_pool.enqueue_job("slow", "short-0", seconds=3)
     await arq_pool.enqueue_job("slow", "short-1", seconds=3)
@@ -321,14 +326,16 @@ async def test_scale_down_takes_the_idle_pods_and_keeps_the_busy_ones(
 async def test_redis_hung_under_load_freezes_replicas_then_scaling_resumes(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_server: RedisServer,
     arq_pool: ArqRedis,
     client: Any,
 ) -> None:
     scaling = {"maxReplicas": 3, "jobsPerReplica": 2, "scaleDown": {"stabilizationSeconds": 3}}
-    await create_jobqueue(kube, namespace, "outage", spec(redis_server.url, scaling, maxJobs=2))
+    await create_jobqueue(
+        kube, namespace, "outage", spec(example_image, redis_server.url, scaling, maxJobs=2)
+    )
     await at_zero(kube, namespace, "outage", client)
     tags = [f"o{i}" for i in range(6)]
     for tag in tags:
@@ -392,14 +399,14 @@ async def _more_rounds(operator: OperatorProcess, url: str, wanted: float) -> bo
 async def test_deferred_jobs_wait_at_zero_and_wake_the_fleet_when_due(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
     arq_pool: ArqRedis,
     client: Any,
 ) -> None:
     scaling = {"maxReplicas": 2, "scaleDown": {"stabilizationSeconds": 3}}
-    await create_jobqueue(kube, namespace, "later", spec(redis_url, scaling))
+    await create_jobqueue(kube, namespace, "later", spec(example_image, redis_url, scaling))
     await at_zero(kube, namespace, "later", client)
     defer = 12
     async with timeline(kube, namespace, "later") as line:
@@ -422,7 +429,7 @@ async def test_deferred_jobs_wait_at_zero_and_wake_the_fleet_when_due(
 async def test_a_latency_target_scales_a_small_backlog_of_slow_jobs(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
     arq_pool: ArqRedis,
@@ -431,7 +438,9 @@ async def test_a_latency_target_scales_a_small_backlog_of_slow_jobs(
     # 8 jobs of 4 s at 2 per pod: the depth formula (20 jobs per replica) says one pod, which
     # would take 16 s; a 3 s wait target asks for more.
     scaling = {"maxReplicas": 4, "jobsPerReplica": 20, "maxWaitSeconds": 3}
-    await create_jobqueue(kube, namespace, "slowq", spec(redis_url, scaling, maxJobs=2))
+    await create_jobqueue(
+        kube, namespace, "slowq", spec(example_image, redis_url, scaling, maxJobs=2)
+    )
     await at_zero(kube, namespace, "slowq", client)
     tags = [f"l{i}" for i in range(8)]
     for tag in tags:
@@ -464,14 +473,14 @@ def operator_env(request: pytest.FixtureRequest) -> dict[str, str]:
 async def test_cron_fires_on_three_consecutive_ticks_from_zero(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
     client: Any,
 ) -> None:
     scaling = {"maxReplicas": 1, "scaleDown": {"stabilizationSeconds": 3}}
     once_a_minute = {"name": "EXAMPLE_CRON_EVERY_SECONDS", "value": "60"}
-    body = spec(redis_url, scaling, env=[once_a_minute])
+    body = spec(example_image, redis_url, scaling, env=[once_a_minute])
     async with timeline(kube, namespace, "cron") as line:
         await create_jobqueue(kube, namespace, "cron", body)
 
@@ -499,7 +508,7 @@ async def test_cron_fires_on_three_consecutive_ticks_from_zero(
 async def test_operator_killed_in_a_scale_down_window_resumes_the_same_window(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
     arq_pool: ArqRedis,
@@ -511,7 +520,9 @@ async def test_operator_killed_in_a_scale_down_window_resumes_the_same_window(
         "jobsPerReplica": 1,
         "scaleDown": {"stabilizationSeconds": window},
     }
-    await create_jobqueue(kube, namespace, "restart", spec(redis_url, scaling, maxJobs=1))
+    await create_jobqueue(
+        kube, namespace, "restart", spec(example_image, redis_url, scaling, maxJobs=1)
+    )
     await at_zero(kube, namespace, "restart", client)
     tags = [f"k{i}" for i in range(3)]
     for tag in tags:
@@ -549,14 +560,14 @@ async def test_operator_killed_in_a_scale_down_window_resumes_the_same_window(
 async def test_paused_freezes_replicas_while_status_keeps_updating(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
     arq_pool: ArqRedis,
     client: Any,
 ) -> None:
     scaling = {"minReplicas": 1, "maxReplicas": 3, "jobsPerReplica": 1}
-    body = {**spec(redis_url, scaling, maxJobs=1), "paused": True}
+    body = {**spec(example_image, redis_url, scaling, maxJobs=1), "paused": True}
     await create_jobqueue(kube, namespace, "frozen", body)
     await wait_replicas(kube, namespace, "frozen", lambda n: n == 1, within=30, what="1 pod")
     tags = [f"p{i}" for i in range(8)]

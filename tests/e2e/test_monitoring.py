@@ -1,7 +1,8 @@
 """Monitoring end to end: a real Prometheus (Debian's binary) scrapes the real operator and the
-worker pods the node agent runs, with the shipped alert rules loaded. The shipped dashboard's
-queries run against it, and stopping Redis takes the Redis-unreachable alert through pending
-and firing to resolved, read from Prometheus's own /api/v1/alerts.
+worker pods a real kubelet runs (the example image) at their pod IPs, with the shipped alert
+rules loaded. The shipped dashboard's queries run against it, and stopping Redis takes the
+Redis-unreachable alert through pending and firing to resolved, read from Prometheus's own
+/api/v1/alerts.
 
 The rules are loaded with every `for:` shortened to FOR, in a copy the fixture writes and checks
 to differ from deploy/prometheus-rules.yaml in nothing else. The production durations (minutes)
@@ -34,7 +35,6 @@ from tests.support.monitoring_files import (
     with_for,
     without_for,
 )
-from tests.support.nodeagent_process import NodeAgentProcess, host_ports
 from tests.support.operator_checks import create_jobqueue, list_pods
 from tests.support.operator_process import OperatorProcess
 from tests.support.prometheus_server import ApiAnswer, PrometheusServer, ScrapeJob
@@ -70,11 +70,12 @@ CORE_PANELS = {
 }
 
 
-def spec(redis_url: str, scaling: dict[str, Any], max_jobs: int) -> dict[str, Any]:
+def spec(image: str, redis_url: str, scaling: dict[str, Any], max_jobs: int) -> dict[str, Any]:
     return {
         "redis": {"url": redis_url},
         "worker": {
-            "image": "local/none:0",  # the node agent runs commands, not images
+            "image": image,
+            "imagePullPolicy": "Never",  # imported into the node's containerd: no registry here
             "settings": "examples.app.worker.WorkerSettings",
             "maxJobs": max_jobs,
             "jobTimeoutSeconds": 30,
@@ -112,16 +113,23 @@ def worker_targets(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     them: namespace, jobqueue (from the pod label), pod."""
     groups = []
     for pod in pods:
-        port = host_ports(pod).get(c.WORKER_HTTP_PORT_NAME)
-        if port is None:
-            continue  # not started yet: the agent writes the ports when it starts the process
+        address = (pod.get("status") or {}).get("podIP")
+        if not address:
+            continue  # not started yet: the kubelet reports the IP once the sandbox is up
+        [port] = [
+            p["containerPort"]
+            for container in pod["spec"]["containers"]
+            for p in container.get("ports") or ()
+            if p.get("name") == c.WORKER_HTTP_PORT_NAME
+        ]
         meta = pod["metadata"]
         labels = {
             "namespace": meta["namespace"],
             "jobqueue": meta["labels"][c.LABEL_JOBQUEUE],
             "pod": meta["name"],
         }
-        groups.append({"targets": [f"127.0.0.1:{port}"], "labels": labels})
+        # The host reaches pod IPs on the node's bridge, as Prometheus reaches pods in-cluster.
+        groups.append({"targets": [f"{address}:{port}"], "labels": labels})
     return sorted(groups, key=lambda group: str(group["labels"]["pod"]))
 
 
@@ -172,7 +180,7 @@ def returns_data(answer_data: dict[str, Any]) -> bool:
 async def test_every_dashboard_query_runs_against_prometheus_scraping_the_fleet(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     prometheus: PrometheusServer,
     redis_url: str,
@@ -191,7 +199,9 @@ async def test_every_dashboard_query_runs_against_prometheus_scraping_the_fleet(
         "scaleDown": {"stabilizationSeconds": 120},
     }
     started = time.time()
-    await create_jobqueue(kube, namespace, name, spec(redis_url, scaling, max_jobs=4))
+    await create_jobqueue(
+        kube, namespace, name, spec(example_image, redis_url, scaling, max_jobs=4)
+    )
     queue = f'namespace="{namespace}", jobqueue="{name}"'
     async with scraping_workers(kube, namespace, name, prometheus):
         await async_wait_for(
@@ -262,14 +272,16 @@ async def test_every_dashboard_query_runs_against_prometheus_scraping_the_fleet(
 async def test_redis_unreachable_alert_goes_pending_then_firing_and_resolves(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     prometheus: PrometheusServer,
     redis_server: RedisServer,
 ) -> None:
     name = "outage"
     scaling = {"minReplicas": 1, "maxReplicas": 1}
-    await create_jobqueue(kube, namespace, name, spec(redis_server.url, scaling, max_jobs=1))
+    await create_jobqueue(
+        kube, namespace, name, spec(example_image, redis_server.url, scaling, max_jobs=1)
+    )
     queue = f'namespace="{namespace}", jobqueue="{name}"'
     await async_wait_for(
         lambda: has_series(prometheus, f"arqfleet_redis_reachable{{{queue}}} == 1"),

@@ -1,9 +1,12 @@
 """The whole path, nothing faked: JobQueue -> operator -> Deployment -> kube-controller-manager ->
-ReplicaSet -> pod -> node agent -> a real `arqfleet-worker` process -> jobs from a real Redis.
+ReplicaSet -> pod -> kube-scheduler -> kubelet + containerd -> the example image (our
+Dockerfiles) -> `arqfleet-worker` -> jobs from a real Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import time
 from typing import Any
 
@@ -15,7 +18,8 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, V1
 
 from arqfleet.operator import models
 from arqfleet.worker.constants import heartbeats_key
-from tests.support.nodeagent_process import NodeAgentProcess, host_ports
+from localnode import Node
+from tests.support.kube import kubectl_binary
 from tests.support.operator_checks import (
     create_jobqueue,
     get_jobqueue,
@@ -23,20 +27,23 @@ from tests.support.operator_checks import (
     ready_condition,
 )
 from tests.support.operator_process import OperatorProcess
-from tests.support.waiting import async_wait_for, wait_for
+from tests.support.waiting import async_wait_for
 
 pytestmark = pytest.mark.cluster
 
 EXAMPLE_SETTINGS = "examples.app.worker.WorkerSettings"
-# Ready needs: operator apply -> ReplicaSet -> bind -> process start -> the 5 s readiness period.
+# Ready needs: operator apply -> ReplicaSet -> schedule -> container start -> the readiness probe.
 READY_TIMEOUT = 40
 
 
-def fleet_spec(redis_url: str, settings: str = EXAMPLE_SETTINGS, **worker: Any) -> dict[str, Any]:
+def fleet_spec(
+    image: str, redis_url: str, settings: str = EXAMPLE_SETTINGS, **worker: Any
+) -> dict[str, Any]:
     return {
         "redis": {"url": redis_url},
         "worker": {
-            "image": "local/none:0",  # the node agent runs commands, not images
+            "image": image,
+            "imagePullPolicy": "Never",  # imported into the node's containerd: no registry here
             "settings": settings,
             "jobTimeoutSeconds": 5,
             "drainSeconds": 5,
@@ -57,11 +64,12 @@ async def wait_ready(api: ApiClient, namespace: str, name: str) -> dict[str, Any
 async def test_jobqueue_runs_a_real_worker_that_processes_jobs(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    node: Node,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
 ) -> None:
-    await create_jobqueue(kube, namespace, "fleet", fleet_spec(redis_url))
+    await create_jobqueue(kube, namespace, "fleet", fleet_spec(example_image, redis_url))
 
     condition = await wait_ready(kube, namespace, "fleet")
     assert condition["reason"] == "WorkersAvailable", condition
@@ -70,14 +78,14 @@ async def test_jobqueue_runs_a_real_worker_that_processes_jobs(
     assert jq["status"]["readyReplicas"] == 1, jq["status"]
 
     [pod] = await list_pods(kube, namespace, "fleet")
-    assert pod["spec"]["nodeName"] == node_agent.node
+    assert pod["spec"]["nodeName"] == node.name  # placed by kube-scheduler
     assert pod["status"]["phase"] == "Running"
-    assert pod["status"]["podIP"] == "127.0.0.1"
+    assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(node.subnet)
     [container] = pod["status"]["containerStatuses"]
-    assert container["ready"] is True
+    assert container["ready"] is True  # the kubelet's own readiness probe passed
     assert container["restartCount"] == 0
     assert "running" in container["state"]
-    assert host_ports(pod)["http"] != 8080  # remapped: pods share the host's loopback
+    assert container["image"].endswith(example_image.split("/", 1)[1]), container
 
     pool = await create_pool(RedisSettings.from_dsn(redis_url))
     try:
@@ -100,13 +108,13 @@ async def test_jobqueue_runs_a_real_worker_that_processes_jobs(
 async def test_settings_typo_reports_worker_settings_not_found(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
 ) -> None:
     typo = "examples.app.wrker.WorkerSettings"
-    await create_jobqueue(kube, namespace, "typo", fleet_spec(redis_url, typo))
-    await create_jobqueue(kube, namespace, "good", fleet_spec(redis_url))
+    await create_jobqueue(kube, namespace, "typo", fleet_spec(example_image, redis_url, typo))
+    await create_jobqueue(kube, namespace, "good", fleet_spec(example_image, redis_url))
 
     async def crash_looping() -> dict[str, Any] | None:
         for pod in await list_pods(kube, namespace, "typo"):
@@ -145,11 +153,11 @@ async def test_settings_typo_reports_worker_settings_not_found(
 async def test_redis_url_from_a_secret_that_appears_later(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
 ) -> None:
-    spec = fleet_spec(redis_url)
+    spec = fleet_spec(example_image, redis_url)
     spec["redis"] = {"urlSecretRef": {"name": "redis-credentials", "key": "url"}}
     await create_jobqueue(kube, namespace, "secret", spec)
 
@@ -191,7 +199,7 @@ async def test_redis_url_from_a_secret_that_appears_later(
 async def test_deleting_the_jobqueue_drains_the_worker_before_the_pod_goes(
     kube: ApiClient,
     namespace: str,
-    node_agent: NodeAgentProcess,
+    example_image: str,
     e2e_operator: OperatorProcess,
     redis_url: str,
 ) -> None:
@@ -199,12 +207,21 @@ async def test_deleting_the_jobqueue_drains_the_worker_before_the_pod_goes(
     # The example app's once-a-minute cron job made it "2 to be completed" whenever the test
     # straddled a minute boundary: this test is about the one in-flight job.
     no_cron = [{"name": "EXAMPLE_CRON_EVERY_SECONDS", "value": "0"}]
-    spec = fleet_spec(redis_url, jobTimeoutSeconds=drain, drainSeconds=drain, env=no_cron)
+    spec = fleet_spec(
+        example_image, redis_url, jobTimeoutSeconds=drain, drainSeconds=drain, env=no_cron
+    )
     await create_jobqueue(kube, namespace, "drained", spec)
     await wait_ready(kube, namespace, "drained")
     [pod] = await list_pods(kube, namespace, "drained")
     pod_name = pod["metadata"]["name"]
     assert pod["spec"]["terminationGracePeriodSeconds"] == drain + 15
+    # The container's log, streamed through the apiserver from the kubelet until it exits
+    # (the pod's log is gone with the pod).
+    follower = await asyncio.create_subprocess_exec(
+        kubectl_binary(), "--kubeconfig", str(e2e_operator.plane.kubeconfig),
+        "-n", namespace, "logs", "-f", pod_name,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
 
     client = aioredis.Redis.from_url(redis_url)
     pool = await create_pool(RedisSettings.from_dsn(redis_url))
@@ -235,7 +252,7 @@ async def test_deleting_the_jobqueue_drains_the_worker_before_the_pod_goes(
         async def pod_gone() -> bool:
             return not await list_pods(kube, namespace, "drained")
 
-        # The agent SIGTERMs, the worker finishes the job and exits, the agent deletes the pod.
+        # The kubelet SIGTERMs, the worker finishes the job and exits, the pod goes.
         await async_wait_for(pod_gone, timeout=drain + 20, what="the worker pod to go")
         elapsed = time.monotonic() - deleted_at
         assert await job.result(timeout=5, poll_delay=0.1) == "in-flight"
@@ -244,19 +261,15 @@ async def test_deleting_the_jobqueue_drains_the_worker_before_the_pod_goes(
     finally:
         await pool.aclose()
         await client.aclose()
+        try:  # the stream ends with the container
+            streamed, _ = await asyncio.wait_for(follower.communicate(), timeout=10)
+        finally:
+            if follower.returncode is None:
+                follower.kill()
 
-    # The agent logs the removal after its DELETE returns, which may be after we saw it.
-    removed = f"{namespace}/{pod_name}: terminated and removed"
-    log = wait_for(
-        lambda: node_agent.log() if removed in node_agent.log() else None,
-        timeout=10,
-        what="the agent's removal log line",
-    )
-    assert f"{namespace}/{pod_name}: SIGTERM to worker" in log
-    assert f"{namespace}/{pod_name}: container worker exited with 0" in log, log
-    assert "SIGKILL" not in log
-    # Drained, not waited out: gone well before the grace period would have ended.
+    # Drained, not waited out: gone well before the grace period (and the kubelet's SIGKILL).
     assert elapsed < drain + 15, elapsed
     # arq's own account of the drain: SIGTERM arrived with the job still running.
-    assert "shutdown on SIGTERM" in node_agent.pod_log(pod_name)
-    assert "1 to be completed" in node_agent.pod_log(pod_name)
+    log = streamed.decode()
+    assert "shutdown on SIGTERM" in log, log
+    assert "1 to be completed" in log, log
