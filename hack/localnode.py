@@ -224,6 +224,24 @@ class Node:
             capture_output=True, text=True, timeout=timeout, check=check,
         )  # fmt: skip
 
+    def container_pids(self, command: bytes, pod_uid: str | None = None) -> list[int]:
+        """Host PIDs of the node's container processes running `command` (an argv element
+        ending in it), of the pod `pod_uid` only if given (found by its cgroup: the kubelet
+        names a pod's cgroup pod<uid>, with underscores under the systemd driver)."""
+        wanted = (f"pod{pod_uid}", f"pod{pod_uid.replace('-', '_')}") if pod_uid else ()
+        found = []
+        for pid in nodehost.cgroup_pids(self.record):
+            try:
+                cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue  # ended meanwhile
+            if wanted and not any(name in cgroups for name in wanted):
+                continue
+            if any(part.endswith(command) for part in argv):
+                found.append(pid)
+        return found
+
     def load_image(self, reference: str) -> None:
         """Import an image from podman's store into this node (see `load_image`)."""
         load_image(self.record, reference)

@@ -1,6 +1,6 @@
 """The real node tier: kubelet + containerd + runc + CNI on this machine, on a control plane of
-its own, so its kube-scheduler never sees the pods of other tiers (the e2e tier runs its pods
-on the node agent, which binds them itself)."""
+its own (no controllers: its pods are created directly), apart from the e2e tier's node on the
+session's control plane."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The worker pod exactly as the operator renders it, from the image our Dockerfiles build, on
-a real kubelet: what the node agent never checked (the image, the restricted security context,
-the kubelet's own probes and SIGTERM)."""
+a real kubelet: the image, the restricted security context, the resources in its cgroup, the
+kubelet's own probes and SIGTERM."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import redis.asyncio as aioredis
 from arq.connections import RedisSettings, create_pool
 from arq.jobs import JobStatus
 
-import nodehost
 from arqfleet.operator import workload
 from arqfleet.operator.models import JobQueueSpec
 from localcluster import ControlPlane
@@ -68,11 +67,8 @@ def worker_pod(node: Node, image: str, redis_url: str) -> dict[str, Any]:
 
 def worker_pid(node: Node) -> int:
     """The worker's PID 1 (arqfleet-worker) among the node's processes."""
-    for pid in nodehost._cgroup_pids(node.record):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if any(part.endswith(b"arqfleet-worker") for part in cmdline):
-            return pid
-    raise AssertionError("no arqfleet-worker process in the node's cgroups")
+    [pid] = node.container_pids(b"arqfleet-worker")
+    return pid
 
 
 def process_uids(pid: int) -> list[str]:
