@@ -3,8 +3,9 @@
     .venv/bin/python bench/reaction_time.py                  # 20 bursts at pollSeconds 1 and 5
     .venv/bin/python bench/reaction_time.py --bursts 5 --poll 1
 
-On the local cluster with the real operator, the node agent and real `arqfleet-worker` pods
-(the node agent runs them as processes: pod start here is a Python start, not an image pull).
+On the local cluster with the real operator and real `arqfleet-worker` pods on a real node
+(kubelet + containerd; the bench image, bench/Dockerfile, imported: pod start here is a
+container start on a warm node, not an image pull).
 Each burst (5 jobs of 0.5 s) comes at a random instant of the poll period, on a fleet at zero.
 Measured from the enqueue, on this machine's clock: the Deployment's replicas leaving 0 (read
 every 50 ms), the first worker pod Ready (the same), the first job's own start time.
@@ -35,6 +36,7 @@ sys.path[:0] = [str(REPO), str(REPO / "hack")]
 from tests.support.kube import api_client, merge_patch_jobqueue  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
 
+import containerimages  # noqa: E402
 from arqfleet.worker.constants import cron_next_key  # noqa: E402
 from bench.sim.cluster import simulate  # noqa: E402
 from bench.sim.policies import keda_zcard  # noqa: E402
@@ -49,7 +51,8 @@ def spec_of(redis_url: str) -> dict[str, Any]:
     return {
         "redis": {"url": redis_url},
         "worker": {
-            "image": "local/none:0",  # the node agent runs commands, not images
+            "image": containerimages.images()["bench"].tag,
+            "imagePullPolicy": "Never",  # imported into the node's containerd: no registry here
             "settings": "bench.timed_app.WorkerSettings",
             "jobTimeoutSeconds": 10,
             "drainSeconds": 10,
@@ -160,7 +163,7 @@ def report(poll: int, reactions: list[Reaction], keda: list[float]) -> bool:
 async def run(polls: list[int], bursts: int) -> int:
     keda = keda_scale_delays()
     with tempfile.TemporaryDirectory(prefix="arqfleet-reaction-") as workdir:
-        cluster = await asyncio.to_thread(bring_up, Path(workdir), spec_of)
+        cluster = await asyncio.to_thread(bring_up, Path(workdir), spec_of, "bench")
         client = redis.Redis.from_url(cluster.redis.url, socket_timeout=5)
         api = await api_client(cluster.plane)
         results: dict[int, list[Reaction]] = {}

@@ -1,13 +1,14 @@
 """Check the simulator against the real thing once: replay a short trace on the local cluster
-(real operator, node agent, real `arqfleet-worker` pods, real Redis) and compare replica-seconds
-and job waits with what `bench.sim` predicts for arqfleet's policy on the same trace.
+(real operator, real `arqfleet-worker` pods on a real node, real Redis) and compare
+replica-seconds and job waits with what `bench.sim` predicts for arqfleet's policy on the same
+trace.
 
     .venv/bin/python bench/sim_validate.py        # ~10 minutes
 
 The simulator is fed the pod start latency measured in this run (creation to Ready, median),
 the same JobQueue settings (CRD defaults, maxReplicas 6, maxJobs 10) and the same end time.
 What it leaves out shows up as the error: the probe's and the API's latency, worker start
-variance, Redis and arq overhead per job, the node agent's pod bookkeeping.
+variance, Redis and arq overhead per job, the kubelet's pod bookkeeping.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path[:0] = [str(REPO), str(REPO / "hack")]
 from tests.support.kube import kubectl  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
 
+import containerimages  # noqa: E402
 from arqfleet.operator.models import ScalingSpec  # noqa: E402
 from arqfleet.worker.constants import cron_next_key  # noqa: E402
 from bench.sim.cluster import simulate  # noqa: E402
@@ -62,7 +64,8 @@ def spec_of(redis_url: str) -> dict[str, Any]:
     return {
         "redis": {"url": redis_url},
         "worker": {
-            "image": "local/none:0",  # the node agent runs commands, not images
+            "image": containerimages.images()["bench"].tag,
+            "imagePullPolicy": "Never",  # imported into the node's containerd: no registry here
             "settings": "bench.timed_app.WorkerSettings",
             "maxJobs": MAX_JOBS,
             "jobTimeoutSeconds": 30,
@@ -137,7 +140,7 @@ def quantile(values: list[float], q: float) -> float:
 async def run() -> int:
     trace = short_trace()
     with tempfile.TemporaryDirectory(prefix="arqfleet-validate-") as workdir:
-        cluster = await asyncio.to_thread(bring_up, Path(workdir), spec_of)
+        cluster = await asyncio.to_thread(bring_up, Path(workdir), spec_of, "bench")
         client = redis.Redis.from_url(cluster.redis.url, socket_timeout=5)
         try:
             # At minReplicas 0 the operator wakes one worker to learn the app's cron schedule;

@@ -1,7 +1,8 @@
 """The ARQ app of the cluster benchmarks: one job that sleeps and records when it began.
 
 Plain arq settings, as a user writes them. The start instant is the worker host's wall clock;
-the node agent runs every pod on the driver's machine, so it compares with the enqueue times.
+the local node's containers share the driver's machine (and clock), so it compares with the
+enqueue times. bench/Dockerfile puts it on the worker image.
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """`make soak`: random load and random faults against the real operator and real workers, with
 exact job accounting. Not part of `make test` (30 minutes by default; SOAK_MINUTES to change).
 
-What runs: the local control plane (etcd, kube-apiserver, kube-controller-manager), the node
-agent (worker pods as processes), a persistent redis-server, the operator (namespaced RBAC)
-and one JobQueue of the example app, minReplicas 0.
+What runs: the local control plane (etcd, kube-apiserver, kube-controller-manager), a real node
+(containerd + kubelet + kube-scheduler, hack/localnode.py) running the example image, a
+persistent redis-server on the node's bridge, the operator (namespaced RBAC) and one JobQueue of
+the example app, minReplicas 0. The node needs root.
 
 Load: bursts of 1-200 `slow` jobs (0.05-3 s) at random intervals, with quiet spells so the
 fleet also goes back to zero. Every job has its own id (`_job_id` = its tag), so an enqueue
 retried after a Redis error cannot add a second copy.
 
-Faults, one at a time at random intervals: a worker process SIGKILLed mid-job, a worker pod
+Faults, one at a time at random intervals: a worker container SIGKILLed mid-job, a worker pod
 deleted (drained), Redis stopped for 5-30 s and restarted with its data, the operator SIGKILLed
 and restarted, the kube-apiserver restarted. While Redis is down the replicas must not drop
 (a probe that fails holds them): every sample that shows a drop is a violation.
@@ -28,6 +29,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,12 +48,13 @@ sys.path[:0] = [str(REPO), str(REPO / "hack")]
 
 from tests.support.jobqueues import jobqueue  # noqa: E402
 from tests.support.kube import kubectl  # noqa: E402
-from tests.support.nodeagent_process import NodeAgentProcess  # noqa: E402
 from tests.support.operator_process import OperatorProcess, bind_operator_rbac  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
 
-from localcluster import ControlPlane, is_running  # noqa: E402
+import containerimages  # noqa: E402
+from localcluster import ControlPlane  # noqa: E402
+from localnode import Node  # noqa: E402
 
 NAMESPACE = "soak"
 NAME = "soak"
@@ -64,8 +67,8 @@ RESTRICTED = {
 @dataclass
 class Cluster:
     plane: ControlPlane
+    node: Node
     redis: RedisServer
-    agent: NodeAgentProcess
     operator: OperatorProcess
 
 
@@ -83,7 +86,8 @@ def spec(redis_url: str) -> dict[str, Any]:
     return {
         "redis": {"url": redis_url},
         "worker": {
-            "image": "local/none:0",  # the node agent runs commands, not images
+            "image": containerimages.images()["example"].tag,
+            "imagePullPolicy": "Never",  # imported into the node's containerd: no registry here
             "settings": "examples.app.worker.WorkerSettings",
             "jobTimeoutSeconds": 30,  # arq's in-progress TTL: 40 s after a SIGKILL
             "drainSeconds": 30,
@@ -93,16 +97,31 @@ def spec(redis_url: str) -> dict[str, Any]:
     }
 
 
-def bring_up(workdir: Path, spec_of: Callable[[str], dict[str, Any]] = spec) -> Cluster:
-    """Control plane, Redis, node agent, operator and the JobQueue `spec_of(redis_url)`."""
-    plane = ControlPlane(with_controller_manager=True)
-    server = RedisServer(persistent=True)
-    agent = NodeAgentProcess(
-        plane, node="soak-node", workdir=workdir / "agent", namespaces=[NAMESPACE]
+def build_images() -> None:
+    """hack/build-images: nothing to do when the images are up to date."""
+    built = subprocess.run(
+        [str(REPO / "hack" / "build-images")], capture_output=True, text=True, check=False
     )
-    cluster = Cluster(plane, server, agent, OperatorProcess(plane, Path(), [NAMESPACE]))
+    if built.returncode != 0:
+        raise RuntimeError(f"hack/build-images failed:\n{built.stderr[-4000:]}")
+
+
+def bring_up(
+    workdir: Path, spec_of: Callable[[str], dict[str, Any]] = spec, image: str = "example"
+) -> Cluster:
+    """Control plane, a node with `image` (a hack/build-images name) imported, Redis on the
+    node's bridge, operator and the JobQueue `spec_of(redis_url)`."""
+    build_images()
+    plane = ControlPlane(with_controller_manager=True)
+    node = Node(plane, workdir=workdir / "node")
+    cluster = Cluster(
+        plane, node, RedisServer(persistent=True), OperatorProcess(plane, Path(), [NAMESPACE])
+    )
     try:
         plane.start()
+        node.start()
+        node.load_image(containerimages.images()[image].tag)
+        cluster.redis.bind = node.gateway  # where the pods reach the host
         kubectl(plane, "apply", "--server-side", "-f", str(REPO / "crds"))
         kubectl(
             plane,
@@ -117,13 +136,12 @@ def bring_up(workdir: Path, spec_of: Callable[[str], dict[str, Any]] = spec) -> 
             "metadata": {"name": NAMESPACE, "labels": RESTRICTED},
         }
         kubectl(plane, "apply", "-f", "-", stdin=json.dumps(namespace))
-        server.start()
-        agent.start()
+        cluster.redis.start()
         cluster.operator.kubeconfig = bind_operator_rbac(
             plane, [NAMESPACE], user="arqfleet-op-soak"
         )
         cluster.operator.start()
-        body = json.dumps(jobqueue(NAME, spec_of(server.url)))
+        body = json.dumps(jobqueue(NAME, spec_of(cluster.redis.url)))
         kubectl(plane, "-n", NAMESPACE, "apply", "-f", "-", stdin=body)
     except BaseException:
         tear_down(cluster)  # nothing of a failed bring-up keeps running
@@ -134,7 +152,7 @@ def bring_up(workdir: Path, spec_of: Callable[[str], dict[str, Any]] = spec) -> 
 def tear_down(cluster: Cluster) -> None:
     for step in (
         cluster.operator.stop,
-        cluster.agent.stop,
+        cluster.node.stop,
         cluster.redis.cleanup,
         cluster.plane.cleanup,
     ):
@@ -187,11 +205,11 @@ async def load(ledger: Ledger, url: str, until: float, rng: random.Random) -> No
 
 
 def _kill_a_worker(cluster: Cluster, rng: random.Random) -> str:
-    live = [pid for pid in cluster.agent.started_pids() if is_running(pid)]
+    live = cluster.node.container_pids(b"arqfleet-worker")
     if not live:
         return "no worker running: skipped"
     pid = rng.choice(live)
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)  # the kubelet restarts the container
     return f"SIGKILL worker pid {pid}"
 
 
