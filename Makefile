@@ -11,7 +11,7 @@ help: ## list the targets
 setup: ## install Debian packages, the venv and the control-plane binaries (idempotent)
 	@hack/setup
 
-demo: setup ## the main job: cluster, redis, operator, node agent, a worker pod, jobs, drain on delete
+demo: setup ## the main job: cluster + real node, our worker image, redis, operator, jobs, autoscaling, drain on delete
 	@hack/demo
 
 test: setup lint ## the whole suite: lint, unit, integration (real redis + apiserver), e2e
@@ -30,7 +30,7 @@ unit: ## pure tests only (no servers)
 node-test: setup ## the real node tier: kubelet + containerd + runc + CNI running pods (root)
 	$(VENV)/pytest -p no:cacheprovider tests/integration/node
 
-e2e: setup ## the end-to-end tier: operator + node agent + real worker pods
+e2e: setup ## the end-to-end tier: operator + a real node (kubelet + containerd) running our worker image
 	$(VENV)/pytest tests/e2e
 
 crd: chart-files ## regenerate crds/ (and the chart's copies) from the pydantic models
