@@ -217,12 +217,7 @@ class Node:
     def _ctr(
         self, *args: str, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        assert self.bin_dir is not None
-        return subprocess.run(
-            [str(self.bin_dir / "ctr"), "--address", str(self.containerd_socket),
-             "--namespace", "k8s.io", *args],
-            capture_output=True, text=True, timeout=timeout, check=check,
-        )  # fmt: skip
+        return ctr(self.record, *args, check=check, timeout=timeout)
 
     def container_pids(self, command: bytes, pod_uid: str | None = None) -> list[int]:
         """Host PIDs of the node's container processes running `command` (an argv element
@@ -349,11 +344,18 @@ def load_image(record: dict[str, Any], reference: str) -> None:
             env=containerimages.podman_env(), capture_output=True, text=True,
             timeout=300, check=True,
         )  # fmt: skip
-        subprocess.run(
-            [str(Path(record["bin_dir"]) / "ctr"), "--address", record["containerd_socket"],
-             "--namespace", "k8s.io", "images", "import", str(archive)],
-            capture_output=True, text=True, timeout=300, check=True,
-        )  # fmt: skip
+        ctr(record, "images", "import", str(archive), timeout=300)
+
+
+def ctr(
+    record: dict[str, Any], *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """containerd's own client on a node's socket, in the kubelet's namespace (`k8s.io`)."""
+    return subprocess.run(
+        [str(Path(record["bin_dir"]) / "ctr"), "--address", record["containerd_socket"],
+         "--namespace", "k8s.io", *args],
+        capture_output=True, text=True, timeout=timeout, check=check,
+    )  # fmt: skip
 
 
 def teardown(record: dict[str, Any]) -> None:
