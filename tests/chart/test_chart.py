@@ -5,9 +5,7 @@ install whose own RBAC runs the real operator, which reconciles and scales a Job
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from arqfleet.operator import crd, rbac
 from localcluster import ControlPlane
+from tests.support.helm import CHART, helm
 from tests.support.kube import REPO_ROOT, kubectl
 from tests.support.monitoring_crds import KINDS, crd_file
 from tests.support.operator_checks import create_jobqueue, get_deployment, ready_condition
@@ -27,27 +26,8 @@ from tests.support.waiting import async_wait_for
 
 pytestmark = pytest.mark.cluster
 
-CHART = REPO_ROOT / "charts" / "arqfleet"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 BUNDLE = REPO_ROOT / "deploy" / "arqfleet.yaml"
-
-
-def helm_binary() -> str:
-    beside = Path(sys.executable).parent / "helm"
-    if not beside.exists():
-        raise RuntimeError("helm not found: run hack/setup (hack/install-helm)")
-    return str(beside)
-
-
-def helm(
-    plane: ControlPlane | None, *args: str, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HELM_CACHE_HOME": "/tmp/arqfleet-helm-cache"}
-    if plane is not None:
-        env["KUBECONFIG"] = str(plane.kubeconfig)
-    return subprocess.run(
-        [helm_binary(), *args], capture_output=True, text=True, check=check, env=env, timeout=120
-    )
 
 
 def render(*args: str, namespace: str = "arqfleet-system") -> list[dict[str, Any]]:
