@@ -52,9 +52,9 @@ STOP_TIMEOUTS = {"kube-apiserver": 3.0}
 RESTRICTED_GROUP = "arqfleet:audited"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -74,8 +74,13 @@ def _openssl(*args: str, cwd: Path) -> None:
     )
 
 
+# The Service network, and the ClusterIP the API server gives the `kubernetes` Service (the
+# range's first address), which pods on a node with kube-proxy dial (hack/localnode.py).
+SERVICE_CIDR = "10.0.0.0/24"
+KUBERNETES_SERVICE_IP = "10.0.0.1"
 SERVER_EXT = (
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+    f"subjectAltName=DNS:localhost,IP:127.0.0.1,IP:{KUBERNETES_SERVICE_IP},"
+    "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
     "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
 )
 CLIENT_EXT = "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
@@ -340,11 +345,8 @@ class ControlPlane:
                 f"--service-account-issuer={self.server}",
                 f"--service-account-key-file={c / 'sa.pub'}",
                 f"--service-account-signing-key-file={c / 'sa.key'}",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                # As envtest: pods are admitted before the default ServiceAccount exists.
-                "--disable-admission-plugins=ServiceAccount",
-                # As on hardened clusters: blockOwnerDeletion needs update on <owner>/finalizers.
-                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                *self._admission_plugins(),
                 # Requests by restricted test identities (users "arqfleet-*") are audited, so
                 # a test can compare what the operator did with the RBAC rules it ships.
                 f"--audit-policy-file={self._audit_policy()}",
@@ -361,6 +363,18 @@ class ControlPlane:
                 "-v=0",
             ],
         )
+
+    def _admission_plugins(self) -> list[str]:
+        # As on hardened clusters: blockOwnerDeletion needs update on <owner>/finalizers.
+        enabled = "--enable-admission-plugins=OwnerReferencesPermissionEnforcement"
+        if self.with_controller_manager:
+            # As on every cluster: pods get their ServiceAccount's token (projected), so a pod
+            # such as the chart's operator can call the API; the controller manager creates
+            # each namespace's `default` ServiceAccount, which admission then requires.
+            return [enabled]
+        # As envtest: without a controller manager no `default` ServiceAccount ever appears,
+        # and the plugin would refuse every pod that names none.
+        return [enabled, "--disable-admission-plugins=ServiceAccount"]
 
     def _ssl_context(self, client_cert: bool) -> ssl.SSLContext:
         if not client_cert:

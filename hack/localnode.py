@@ -8,8 +8,9 @@ Everything of one run is its own: free ports, a unique node name, a per-run /24 
 creates, containerd's root/state/socket, the kubelet's root, certs and pod logs, and a cgroup
 root, all under one work directory. Pods reach the host at the bridge's gateway address (also
 the node's InternalIP and every pod's hostIP), and nothing further: there is no masquerade and
-pods have no default route. The machine-wide part (sysctls the kubelet changes, fixed host
-paths, crash recovery) is hack/nodehost.py's.
+pods have no default route. With `services=True` pods also reach ClusterIPs, the API server's
+among them, through kube-proxy (hack/nodeservices.py). The machine-wide part (sysctls the
+kubelet changes, fixed host paths, crash recovery) is hack/nodehost.py's.
 
 The binaries come from `hack/build-node` (Go modules, cached by version); the sandbox image
 (hack/nodeimage.py) holds /pause and /netcheck and is imported, as no registry answers here.
@@ -34,6 +35,7 @@ from typing import Any
 import containerimages
 import nodehost
 import nodeimage
+import nodeservices
 from localcluster import (
     REPO_ROOT,
     ControlPlane,
@@ -70,6 +72,9 @@ class Node:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="arqfleet-node-")))
     # hack/cluster: the node outlives the process that starts it (no owner to outlive).
     detached: bool = False
+    # kube-proxy and a route to the API server for pods (hack/nodeservices.py): one such run
+    # per machine, as its iptables chains are the machine's.
+    services: bool = False
     bin_dir: Path | None = None
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
     processes: list[Process] = field(default_factory=list)
@@ -115,6 +120,7 @@ class Node:
             "containerd_socket": str(self.containerd_socket),
             "bin_dir": str(self.bin_dir),
             "api": api_record(self.plane),
+            "services": self.services,
             "pids": {},
             "identities": {},
         }
@@ -126,6 +132,8 @@ class Node:
             self._import_image()
             self._start_kubelet()
             self._start_scheduler()
+            if self.services:
+                self._start_services()
             self._wait_ready(deadline)
         except BaseException:
             self.stop()
@@ -283,12 +291,40 @@ class Node:
             ],
         )
 
+    def _start_services(self) -> None:
+        """The API server on the bridge address (through the relay), published as the
+        `kubernetes` Service's endpoint, and kube-proxy to route the ClusterIP there."""
+        assert self.bin_dir is not None
+        gateway = self.gateway
+        self.record["relay_port"] = free_port(gateway)
+        self.record["kube_proxy_healthz_port"] = free_port()
+        self.record["kube_proxy_metrics_port"] = free_port()
+        self._spawn(
+            "apirelay",
+            [str(self.bin_dir / "apirelay"), f"{gateway}:{self.record['relay_port']}",
+             f"127.0.0.1:{self.plane.apiserver_port}"],
+        )  # fmt: skip
+        nodeservices.publish_apiserver(self.record["api"], gateway, self.record["relay_port"])
+        config = self.workdir / "kube-proxy.yaml"
+        config.write_text(
+            json.dumps(nodeservices.kube_proxy_config(self.record, self.plane.kubeconfig))
+        )
+        self.record["kube_firewall_before"] = nodeservices.existing_kubelet_chains()
+        nodehost.update(self.record)
+        self._spawn("kube-proxy", [str(self.bin_dir / "kube-proxy"), f"--config={config}", "-v=1"])
+
     def _wait_ready(self, deadline: float) -> None:
         api = KubeApi(self.record["api"])
         self._wait("the Node to be Ready", deadline, lambda: is_ready(api.node(self.name)))
         self._wait("the not-ready taint to go", deadline, lambda: api.untaint(self.name))
         healthz = f"https://127.0.0.1:{self.record['scheduler_port']}/healthz"
         self._wait("kube-scheduler's /healthz", deadline, lambda: http_ok(healthz))
+        if self.services:
+            self._wait(
+                "kube-proxy to route the kubernetes Service",
+                deadline,
+                lambda: nodeservices.programmed(self.record),
+            )
 
     def _wait(self, what: str, deadline: float, ready: Any) -> None:
         while not ready():
@@ -362,7 +398,7 @@ def teardown(record: dict[str, Any]) -> None:
     """Stop one node run from its record (this process's or one saved by hack/cluster):
     kubelet and kube-scheduler, every pod sandbox through CRI, containerd; then nodehost reaps
     whatever is left, deletes the Node and, for the last run, restores the machine."""
-    for name in ("kubelet", "kube-scheduler"):
+    for name in ("kubelet", "kube-scheduler", "kube-proxy", "apirelay"):
         _stop_recorded(record, name, timeout=5)
     if _recorded_alive(record, "containerd"):
         cri_teardown = str(Path(record["bin_dir"]) / "cri-teardown")
@@ -449,7 +485,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.opt",
 
 
 def _cni_config(workdir: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """Pods on the run's bridge with an address from its /24 and no route beyond it."""
+    """Pods on the run's bridge with an address from its /24 and no route beyond it (but
+    the Service range's, through the host, on a node with services)."""
+    routes = nodeservices.cni_routes(record) if record.get("services") else []
     return {
         "cniVersion": "1.0.0",
         "name": record["network"],
@@ -463,6 +501,7 @@ def _cni_config(workdir: Path, record: dict[str, Any]) -> dict[str, Any]:
                     "type": "host-local",
                     "ranges": [[{"subnet": record["subnet"], "gateway": record["gateway"]}]],
                     "dataDir": str(workdir / "cni" / "ipam"),
+                    "routes": routes,
                 },
             }
         ],

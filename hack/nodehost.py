@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nodeservices
 from localcluster import is_ours, is_running
 from nodeapi import delete_node
 
@@ -61,6 +62,8 @@ SHARED_PATHS = (
     # before the first run, and then only the cache directory is ours to remove.
     "/var/lib/cni/results",
     "/run/containerd",
+    # iptables' lock, taken by kube-proxy (hack/nodeservices.py) and by iptables itself.
+    "/run/xtables.lock",
 )
 # Others (podman's CNI networks, its containers' log links) may have moved in since: a run
 # removes only its own entries there, and the last run only the directories left empty.
@@ -125,6 +128,13 @@ def register(record: Record) -> None:
             _restore(ledger)  # what a crashed last run changed, before reading "originals"
             ledger["originals"] = {name: read_sysctl(name) for name in SYSCTLS}
             ledger["absent"] = [p for p in SHARED_PATHS if not os.path.lexists(p)]
+        if record.get("services"):
+            holders = [r["id"] for r in ledger["runs"].values() if r.get("services")]
+            if holders:
+                raise RuntimeError(
+                    f"node run {holders[0]} runs kube-proxy already, and kube-proxy's iptables "
+                    "chains are machine-wide: one node with services at a time"
+                )
         taken = [r["subnet"] for r in ledger["runs"].values() if r.get("subnet")]
         subnet = _free_subnet(taken)
         record["subnet"] = str(subnet)
@@ -165,6 +175,9 @@ def _restore(ledger: dict[str, Any]) -> None:
             for directory, _, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):
                 with contextlib.suppress(OSError):
                     os.rmdir(directory)
+        elif os.path.isfile(path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         else:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -185,6 +198,7 @@ def reap(record: Record, timeout: float = 20) -> None:
     _kill_until_gone(lambda: _shim_pids(record), deadline)
     _kill_until_gone(lambda: _recorded_pids(record), deadline)
     delete_node(record["api"], record["node"])  # once no kubelet can register it again
+    nodeservices.cleanup(record)  # once no kube-proxy can program its chains again
     for mountpoint in sorted(_mounts_under(workdir), key=len, reverse=True):
         subprocess.run(["umount", "-l", mountpoint], capture_output=True, timeout=10, check=False)
     _delete_bridge(record, deadline)

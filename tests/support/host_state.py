@@ -2,7 +2,8 @@
 
 Processes of the node's commands (zombies too), mounts, network namespaces, links, addresses and
 routes, iptables rules, cgroups in every hierarchy, the host paths kubelet/containerd/CNI use by
-default (and the listings of their parents), and the sysctls the kubelet or CNI may change.
+default (and the listings of their parents), and the sysctls the kubelet, kube-proxy or CNI
+may change.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ NODE_COMMANDS = frozenset(
         "netcheck",
         "runc",
         "cri-teardown",
+        "kube-proxy",
+        "apirelay",
     }
 )
 WATCHED_PATHS = (
@@ -54,6 +57,19 @@ SYSCTL_DIRS = (
     "/proc/sys/net/ipv6/conf/default",
     "/proc/sys/net/bridge",
     "/proc/sys/kernel/keys",
+)
+# What kube-proxy sets unless configured not to (hack/nodeservices.py): the conntrack table's
+# size and timeouts (not the whole directory: its counters change with any traffic).
+CONNTRACK_SYSCTLS = tuple(
+    f"net/netfilter/nf_conntrack_{knob}"
+    for knob in (
+        "max",
+        "tcp_timeout_established",
+        "tcp_timeout_close_wait",
+        "tcp_be_liberal",
+        "udp_timeout",
+        "udp_timeout_stream",
+    )
 )
 
 Snapshot = dict[str, object]
@@ -144,6 +160,9 @@ def _tree(path: Path) -> list[str] | None:
 def _sysctls() -> dict[str, str]:
     names = (*nodehost.SYSCTLS, "net/ipv4/ip_forward")  # the node must not turn it on either
     values = {name: nodehost.read_sysctl(name) for name in names}
+    for name in CONNTRACK_SYSCTLS:
+        with contextlib.suppress(OSError):
+            values[name] = nodehost.read_sysctl(name)
     for directory in SYSCTL_DIRS:
         if not os.path.isdir(directory):
             continue

@@ -28,7 +28,8 @@ def node_plane() -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="module")
 def node(node_plane: ControlPlane) -> Iterator[Node]:
-    """A node per module: the teardown tests start and stop their own around snapshots."""
-    started = Node(node_plane).start()
+    """A node per module, with services (kube-proxy): the teardown tests start and stop their
+    own around snapshots."""
+    started = Node(node_plane, services=True).start()
     yield started
     started.stop()

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import nodehost
-from localcluster import ControlPlane
+from localcluster import KUBERNETES_SERVICE_IP, ControlPlane
 from localnode import Node
 from tests.support.kube import kubectl
 from tests.support.node_pods import create_pod, pod, termination_message, wait_phase
@@ -75,6 +75,18 @@ def test_a_pod_reaches_a_server_on_the_bridge_gateway(node_plane: ControlPlane, 
     # The API server reaches the kubelet (at the gateway, with its client cert) for the logs.
     logs = kubectl(node_plane, "-n", "default", "logs", "caller")
     assert logs.stdout == "hello caller from the host\n"
+
+
+def test_a_pod_reaches_the_api_server_at_the_kubernetes_service(
+    node_plane: ControlPlane, node: Node
+) -> None:
+    """kube-proxy DNATs the `kubernetes` Service's ClusterIP to the relay on the bridge, which
+    hands the connection to the API server (on 127.0.0.1 only). A line of plain HTTP gets Go's
+    TLS server's own answer to a client that speaks HTTP to it: proof of who answered."""
+    address = f"{KUBERNETES_SERVICE_IP}:443"
+    create_pod(node_plane, node, "api-caller", ["/netcheck", address, "GET / HTTP/1.0"])
+    done = wait_phase(node_plane, "api-caller", "Succeeded")
+    assert termination_message(done) == "HTTP/1.0 400 Bad Request\r\n"
 
 
 def test_a_pod_has_no_route_off_the_machine(node_plane: ControlPlane, node: Node) -> None:

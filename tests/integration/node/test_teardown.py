@@ -1,4 +1,6 @@
-"""A node run leaves the machine as it found it, after an orderly stop and after a crash."""
+"""A node run leaves the machine as it found it, after an orderly stop and after a crash.
+
+Both runs have services (kube-proxy, the API server relay): the most a run changes."""
 
 from __future__ import annotations
 
@@ -17,13 +19,14 @@ from tests.support.waiting import wait_for
 
 def test_a_stopped_node_leaves_the_machine_as_it_found_it(node_plane: ControlPlane) -> None:
     before = snapshot()
-    node = Node(node_plane).start()
+    node = Node(node_plane, services=True).start()
     try:
         create_pod(node_plane, node, "teardown-sleeper")
         wait_phase(node_plane, "teardown-sleeper", "Running")
         during = snapshot()
-        # The run did change the machine: its bridge, a shim, mounts, a network namespace.
-        assert {"processes", "mounts", "netns", "links", "cgroups"} <= set(
+        # The run did change the machine: its bridge, a shim, mounts, a network namespace,
+        # kube-proxy's iptables chains.
+        assert {"processes", "mounts", "netns", "links", "cgroups", "iptables"} <= set(
             differences(before, during)
         )
     finally:
@@ -33,7 +36,7 @@ def test_a_stopped_node_leaves_the_machine_as_it_found_it(node_plane: ControlPla
 
 def test_a_bring_up_after_a_crashed_run_starts_clean(node_plane: ControlPlane) -> None:
     before = snapshot()
-    crashed = Node(node_plane).start()
+    crashed = Node(node_plane, services=True).start()
     create_pod(node_plane, crashed, "crash-sleeper")
     wait_phase(node_plane, "crash-sleeper", "Running")
     shims = nodehost._shim_pids(crashed.record)
@@ -41,14 +44,14 @@ def test_a_bring_up_after_a_crashed_run_starts_clean(node_plane: ControlPlane) -
     assert shims
     assert containers
     # The crash: the node's daemons die at once; shims, containers and all state stay behind.
-    for name in ("kubelet", "kube-scheduler", "containerd"):
+    for name in ("kubelet", "kube-scheduler", "kube-proxy", "apirelay", "containerd"):
         os.kill(crashed.record["pids"][name], signal.SIGKILL)
     for process in crashed.processes:
         if process.name != "containerd":  # the subreaper: it lives on, adopting the shims
             process.popen.wait(timeout=10)
     assert all(is_running(pid) for pid in shims + containers)
 
-    fresh = Node(node_plane).start()
+    fresh = Node(node_plane, services=True).start()
     try:
         # The crashed run is gone: processes, bridge, cgroups, directory.
         wait_for(
