@@ -1,10 +1,10 @@
 """The Helm chart (charts/arqfleet) and the kubectl bundle (deploy/arqfleet.yaml), with the real
-helm and kubectl against the local control plane: lint, render, server-side validation, and an
-install whose own RBAC runs the real operator, which reconciles and scales a JobQueue."""
+helm and kubectl against the local control plane: lint, render, server-side validation, the
+bundle's install. `helm install` with the operator running as the chart's pod, on the real
+node: tests/e2e/test_chart_operator.py."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,17 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
-from arq.connections import RedisSettings, create_pool
-from kubernetes_asyncio.client import ApiClient
 
 from arqfleet.operator import crd, rbac
 from localcluster import ControlPlane
 from tests.support.helm import CHART, helm
 from tests.support.kube import REPO_ROOT, kubectl
 from tests.support.monitoring_crds import KINDS, crd_file
-from tests.support.operator_checks import create_jobqueue, get_deployment, ready_condition
-from tests.support.operator_process import OperatorProcess
-from tests.support.waiting import async_wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -152,104 +147,6 @@ def test_every_rendered_object_passes_server_side_validation(
     )
     assert applied.returncode == 0, applied.stderr
     assert len(applied.stdout.splitlines()) == len(docs)
-
-
-def token_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates as the chart's ServiceAccount, with a real token."""
-    token = kubectl(plane, "-n", namespace, "create", "token", account, "--duration=1h").stdout
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "local",
-                "cluster": {
-                    "server": plane.server,
-                    "certificate-authority": str(plane.certs / "ca.crt"),
-                },
-            }
-        ],
-        "users": [{"name": account, "user": {"token": token.strip()}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": account}}],
-        "current-context": "local",
-    }
-    path.write_text(json.dumps(config))
-    return path
-
-
-async def backlog(redis_url: str, jobs: int) -> None:
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    for i in range(jobs):
-        await pool.enqueue_job("fast", f"j{i}")
-    await pool.aclose()
-
-
-@pytest.mark.parametrize("mode", ["clusterwide", "namespaced"])
-async def test_installed_chart_rbac_runs_the_operator_which_scales_a_jobqueue(
-    mode: str,
-    kube: ApiClient,
-    kube_crds: ControlPlane,
-    namespace: str,
-    redis_url: str,
-    tmp_path: Path,
-) -> None:
-    release = f"af-{mode[:4]}-{namespace[2:]}"
-    install = ["upgrade", "--install", release, str(CHART), "--namespace", namespace]
-    install += ["--set", "operator.verbose=false", "--wait=false"]
-    if mode == "namespaced":
-        install += ["--set", f"rbac.namespaces={{{namespace}}}", "--set", "crds.install=false"]
-    else:
-        # The session's CRD is already installed (kubectl apply): the release adopts it, and
-        # keeps it on uninstall (crds.keep), as a user upgrading from kubectl would.
-        install += ["--take-ownership"]
-    installed = helm(kube_crds, *install, check=False)
-    assert installed.returncode == 0, installed.stderr
-    account = f"{release}-arqfleet"
-    kubeconfig = token_kubeconfig(kube_crds, namespace, account, tmp_path / "kubeconfig")
-    # The chart's operator pod cannot run here (no node in this tier): run the same operator
-    # as a process with exactly the chart's identity and RBAC.
-    namespaces = [namespace] if mode == "namespaced" else []
-    operator = OperatorProcess(kube_crds, kubeconfig, namespaces=namespaces)
-    operator.start()
-    try:
-        await backlog(redis_url, 25)
-        spec = {
-            "redis": {"url": redis_url},
-            "worker": {"image": "app:1", "settings": "app.worker.WorkerSettings"},
-            "scaling": {"maxReplicas": 3, "pollSeconds": 1},
-        }
-        await create_jobqueue(kube, namespace, "q", spec)
-
-        async def scaled() -> bool:
-            found = await get_deployment(kube, namespace, "q-worker")
-            return bool(found and found["spec"]["replicas"] == 3)
-
-        await async_wait_for(scaled, timeout=30, what="the JobQueue scaled to 3")
-        condition = await ready_condition(kube, namespace, "q", "RedisReachable")
-        assert condition is not None
-        assert condition["status"] == "True"
-        assert "Forbidden" not in operator.log()
-
-        upgraded = helm(kube_crds, *install, "--set", "operator.logFormat=text", check=False)
-        assert upgraded.returncode == 0, upgraded.stderr
-    finally:
-        assert operator.stop() == 0, operator.log()
-    uninstalled = helm(kube_crds, "uninstall", release, "--namespace", namespace, check=False)
-    assert uninstalled.returncode == 0, uninstalled.stderr
-    # Nothing of the release is left but the kept CRD.
-    selector = f"app.kubernetes.io/instance={release}"
-    left = kubectl(
-        kube_crds,
-        "get",
-        "deploy,sa,svc,role,rolebinding,clusterrole,clusterrolebinding",
-        "-A",
-        "-l",
-        selector,
-        "-o",
-        "name",
-    ).stdout.split()
-    assert left == []
-    kubectl(kube_crds, "get", f"crd/{crd.CRD_NAME}")
 
 
 def test_the_kubectl_bundle_installs(kube_crds: ControlPlane) -> None:

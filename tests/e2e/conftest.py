@@ -24,11 +24,12 @@ from tests.support.waiting import wait_for
 
 @pytest.fixture(scope="package")
 def node(kube_crds: ControlPlane, images: dict[str, str]) -> Iterator[Node]:
-    """One real node for the tier: containerd + runc + CNI, kubelet and kube-scheduler, with
-    the example worker image (Dockerfile.worker + examples/Dockerfile) imported."""
+    """One real node for the tier: containerd + runc + CNI, kubelet and kube-scheduler, and
+    kube-proxy (pods reach the API server at its ClusterIP, as the chart's operator must),
+    with the example worker image (Dockerfile.worker + examples/Dockerfile) imported."""
     if os.geteuid() != 0:
         pytest.skip("a real node needs root (mounts, cgroups, network namespaces)")
-    started = Node(kube_crds).start()
+    started = Node(kube_crds, services=True).start()
     try:
         started.load_image(images["example"])
         yield started
