@@ -42,7 +42,7 @@ from tests.support.operator_checks import (
 )
 from tests.support.operator_process import OperatorProcess
 from tests.support.redis_server import RedisServer
-from tests.support.waiting import async_wait_for
+from tests.support.waiting import WaitTimeout, async_wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -288,24 +288,37 @@ async def test_scale_down_takes_the_idle_pods_and_keeps_the_busy_ones(
         "scaleDown": {"stabilizationSeconds": 5},
     }
     await create_jobqueue(
-        kube, namespace, "idle", spec(example_image, redis_url, scaling, maxJobs=1)
+        kube,
+        namespace,
+        "idle",
+        # The long jobs run 35 s: within their timeout, and drained whole if it came to that.
+        spec(example_image, redis_url, scaling, maxJobs=1, jobTimeoutSeconds=60, drainSeconds=60),
     )
     await at_zero(kube, namespace, "idle", client)
-    await arq_pool.enqueue_job("slow", "short-0", seconds=3)
-    await arq_pool.enqueue_job("slow", "short-1", seconds=3)
-    await arq_pool.enqueue_job("slow", "long-0", seconds=20)
-    await arq_pool.enqueue_job("slow", "long-1", seconds=20)
+    # The short jobs must outlast the four pods' start (staggered by seconds on a loaded node):
+    # a pod that finished one while the fourth was still starting would take a second, the
+    # queue would empty with two in flight, and the fleet would go to 2 before the fourth pod
+    # ever ran (3 s jobs failed this way once in CI).
+    await arq_pool.enqueue_job("slow", "short-0", seconds=10)
+    await arq_pool.enqueue_job("slow", "short-1", seconds=10)
+    await arq_pool.enqueue_job("slow", "long-0", seconds=35)
+    await arq_pool.enqueue_job("slow", "long-1", seconds=35)
     await wait_replicas(kube, namespace, "idle", lambda n: n == 4, within=30, what="4 pods")
+    seen: dict[str, object] = {}
 
     async def two_busy_two_idle() -> dict[str, int] | None:
         running = await beats(client)
         done = await done_tags(client)
         busy = {pod for pod, jobs in running.items() if jobs}
+        seen.update(heartbeats=running, done=dict(done))
         ok = len(running) == 4 and len(busy) == 2 and done["short-0"] and done["short-1"]
         return running if ok else None
 
     # Each pod took one job (maxJobs 1); the short ones end, leaving two pods idle.
-    running = await async_wait_for(two_busy_two_idle, timeout=40, interval=0.2, what="2 busy")
+    try:
+        running = await async_wait_for(two_busy_two_idle, timeout=50, interval=0.2, what="2 busy")
+    except WaitTimeout as timeout:
+        raise AssertionError(f"{timeout}; last seen {seen}") from None
     busy = {pod for pod, jobs in running.items() if jobs}
     idle = set(running) - busy
 
