@@ -42,7 +42,7 @@ from tests.support.operator_checks import (
 )
 from tests.support.operator_process import OperatorProcess
 from tests.support.redis_server import RedisServer
-from tests.support.waiting import WaitTimeout, async_wait_for
+from tests.support.waiting import async_wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -282,45 +282,37 @@ async def test_scale_down_takes_the_idle_pods_and_keeps_the_busy_ones(
     arq_pool: ArqRedis,
     client: Any,
 ) -> None:
+    # Four pods up and idle first, then one job each for two of them: which pods are busy is
+    # then decided by the jobs, not by how staggered the pods' starts were (from zero, a pod
+    # that finished a short job before the fourth pod ran took a second one, in CI).
     scaling = {
+        "minReplicas": 4,
         "maxReplicas": 4,
         "jobsPerReplica": 1,
         "scaleDown": {"stabilizationSeconds": 5},
     }
     await create_jobqueue(
-        kube,
-        namespace,
-        "idle",
-        # The long jobs run 35 s: within their timeout, and drained whole if it came to that.
-        spec(example_image, redis_url, scaling, maxJobs=1, jobTimeoutSeconds=60, drainSeconds=60),
+        kube, namespace, "idle", spec(example_image, redis_url, scaling, maxJobs=1)
     )
-    await at_zero(kube, namespace, "idle", client)
-    # The short jobs must outlast the four pods' start (staggered by seconds on a loaded node):
-    # a pod that finished one while the fourth was still starting would take a second, the
-    # queue would empty with two in flight, and the fleet would go to 2 before the fourth pod
-    # ever ran (3 s jobs failed this way once in CI).
-    await arq_pool.enqueue_job("slow", "short-0", seconds=10)
-    await arq_pool.enqueue_job("slow", "short-1", seconds=10)
-    await arq_pool.enqueue_job("slow", "long-0", seconds=35)
-    await arq_pool.enqueue_job("slow", "long-1", seconds=35)
-    await wait_replicas(kube, namespace, "idle", lambda n: n == 4, within=30, what="4 pods")
-    seen: dict[str, object] = {}
+
+    async def four_idle() -> bool:
+        running = await beats(client)
+        return len(running) == 4 and not any(running.values())
+
+    await async_wait_for(four_idle, timeout=60, interval=0.2, what="4 idle pods")
+    await arq_pool.enqueue_job("slow", "long-0", seconds=20)
+    await arq_pool.enqueue_job("slow", "long-1", seconds=20)
 
     async def two_busy_two_idle() -> dict[str, int] | None:
         running = await beats(client)
-        done = await done_tags(client)
         busy = {pod for pod, jobs in running.items() if jobs}
-        seen.update(heartbeats=running, done=dict(done))
-        ok = len(running) == 4 and len(busy) == 2 and done["short-0"] and done["short-1"]
-        return running if ok else None
+        return running if len(running) == 4 and len(busy) == 2 else None
 
-    # Each pod took one job (maxJobs 1); the short ones end, leaving two pods idle.
-    try:
-        running = await async_wait_for(two_busy_two_idle, timeout=50, interval=0.2, what="2 busy")
-    except WaitTimeout as timeout:
-        raise AssertionError(f"{timeout}; last seen {seen}") from None
+    # Each busy pod took one job (maxJobs 1); the minimum goes, so the fleet wants 2.
+    running = await async_wait_for(two_busy_two_idle, timeout=20, interval=0.2, what="2 busy")
     busy = {pod for pod, jobs in running.items() if jobs}
     idle = set(running) - busy
+    await merge_patch_jobqueue(kube, namespace, "idle", {"spec": {"scaling": {"minReplicas": 0}}})
 
     await wait_replicas(kube, namespace, "idle", lambda n: n == 2, within=30, what="4 -> 2")
 
@@ -331,7 +323,7 @@ async def test_scale_down_takes_the_idle_pods_and_keeps_the_busy_ones(
     survivors = await async_wait_for(only_busy_left, timeout=30, what="two pods left")
     assert survivors == busy, f"kept {survivors}, busy were {busy}, idle were {idle}"
     # The busy pods finish their jobs; nothing lost, nothing run twice.
-    await all_done(client, ["short-0", "short-1", "long-0", "long-1"], within=60)
+    await all_done(client, ["long-0", "long-1"], within=60)
     started = Counter(t.decode() for t in await client.lrange("example:started", 0, -1))
     assert set(started.values()) == {1}, started
 
