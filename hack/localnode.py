@@ -299,6 +299,10 @@ class Node:
         self.record["relay_port"] = free_port(gateway)
         self.record["kube_proxy_healthz_port"] = free_port()
         self.record["kube_proxy_metrics_port"] = free_port()
+        # From here on the teardown undoes kube-proxy's chains and the EndpointSlice (not
+        # before: a run refused at registration must not clean up the one that holds them).
+        self.record["kube_firewall_before"] = nodeservices.existing_kubelet_chains()
+        nodehost.update(self.record)
         self._spawn(
             "apirelay",
             [str(self.bin_dir / "apirelay"), f"{gateway}:{self.record['relay_port']}",
@@ -309,8 +313,6 @@ class Node:
         config.write_text(
             json.dumps(nodeservices.kube_proxy_config(self.record, self.plane.kubeconfig))
         )
-        self.record["kube_firewall_before"] = nodeservices.existing_kubelet_chains()
-        nodehost.update(self.record)
         self._spawn("kube-proxy", [str(self.bin_dir / "kube-proxy"), f"--config={config}", "-v=1"])
 
     def _wait_ready(self, deadline: float) -> None:

@@ -134,15 +134,15 @@ def _remove_kubelet_chain(command: str) -> None:
 
 def cleanup(record: dict[str, Any]) -> None:
     """Undo a services run's machine-wide part; kube-proxy and the relay are already gone.
-    Idempotent, and harmless for a run that never got as far."""
-    if not record.get("services"):
+    Idempotent. Nothing for a run that never got as far as starting them: one refused at
+    registration because another run holds the chains must leave that run's alone."""
+    if "kube_firewall_before" not in record:
         return
     kube_proxy = Path(record["bin_dir"]) / "kube-proxy"
     subprocess.run([str(kube_proxy), "--cleanup"], capture_output=True, timeout=60, check=False)
-    if "kube_firewall_before" in record:  # not recorded: kube-proxy never started
-        for command in IPTABLES:
-            if command not in record["kube_firewall_before"]:
-                _remove_kubelet_chain(command)
+    for command in IPTABLES:
+        if command not in record["kube_firewall_before"]:
+            _remove_kubelet_chain(command)
     # Best effort: the control plane (or its certificates) may be gone already.
     with contextlib.suppress(urllib.error.URLError, OSError, ssl.SSLError):
         KubeApi(record["api"]).request("DELETE", SLICE)

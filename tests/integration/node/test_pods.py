@@ -9,7 +9,10 @@ import socketserver
 import threading
 from pathlib import Path
 
+import pytest
+
 import nodehost
+import nodeservices
 from localcluster import KUBERNETES_SERVICE_IP, ControlPlane
 from localnode import Node
 from tests.support.kube import kubectl
@@ -86,6 +89,20 @@ def test_a_pod_reaches_the_api_server_at_the_kubernetes_service(
     address = f"{KUBERNETES_SERVICE_IP}:443"
     create_pod(node_plane, node, "api-caller", ["/netcheck", address, "GET / HTTP/1.0"])
     done = wait_phase(node_plane, "api-caller", "Succeeded")
+    assert termination_message(done) == "HTTP/1.0 400 Bad Request\r\n"
+
+
+def test_a_second_node_with_services_is_refused_and_the_first_keeps_its_routes(
+    node_plane: ControlPlane, node: Node
+) -> None:
+    """kube-proxy's chains are the machine's: a second run must not start another kube-proxy,
+    and its failed start must not clean up the chains the first run still needs."""
+    with pytest.raises(RuntimeError, match=f"node run {node.run_id} runs kube-proxy already"):
+        Node(node_plane, services=True).start()
+    assert nodeservices.programmed(node.record)
+    address = f"{KUBERNETES_SERVICE_IP}:443"
+    create_pod(node_plane, node, "api-after-refusal", ["/netcheck", address, "GET / HTTP/1.0"])
+    done = wait_phase(node_plane, "api-after-refusal", "Succeeded")
     assert termination_message(done) == "HTTP/1.0 400 Bad Request\r\n"
 
 
