@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as hs
 
 from arqfleet.operator import history as hi
@@ -384,12 +385,30 @@ def test_invariants_hold_on_any_sequence(
 
 @settings(max_examples=200, deadline=None)
 @given(spec=specs, queue=queues, start=hs.integers(0, 40))
+@example(  # one pod per 51 s, up to 29: a ramp of ~320 polls (found by hypothesis in CI)
+    spec=ScalingSpec.model_validate(
+        {
+            "maxReplicas": 29,
+            "scaleUp": {"maxPods": 1, "maxPercent": 1, "periodSeconds": 51},
+            "scaleDown": {"stabilizationSeconds": 0, "maxPercent": 1, "periodSeconds": 1},
+        }
+    ),
+    queue=QueueStats(ready=108, running=200, deferred=0, due_soon=0, oldest_ready_seconds=0.0),
+    start=0,
+)
 def test_constant_load_settles_and_never_oscillates(
     spec: ScalingSpec, queue: QueueStats, start: int
 ) -> None:
     run = Run(spec, current=start)
-    # Long enough for every window and period to pass several times.
-    sizes = [run.poll(queue, after=5).replicas for _ in range(400)]
+    # Long enough for every window and period to pass several times (400 polls), and for the
+    # slowest ramp the policies allow (one pod per period, from `start` or up to maxReplicas)
+    # followed by 100 settled polls: 400 alone was too short for maxPods 1 every 51 s up to
+    # 29 (hypothesis found it in CI).
+    up, down = spec.scale_up, spec.scale_down
+    polls_per_step = math.ceil(max(up.period_seconds, down.period_seconds) / 5) + 1
+    windows = math.ceil((up.stabilization_seconds + down.stabilization_seconds) / 5)
+    horizon = max(400, max(spec.max_replicas, start) * polls_per_step + windows + 100)
+    sizes = [run.poll(queue, after=5).replicas for _ in range(horizon)]
     settled = sizes[-100:]
     assert len(set(settled)) == 1, settled
     # And once it stopped moving it never moved again.
