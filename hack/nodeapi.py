@@ -68,10 +68,14 @@ class KubeApi:
         return False
 
 
-def delete_node(api: dict[str, str], name: str) -> None:
+def delete(api: dict[str, str], path: str) -> None:
     """Best effort: the control plane (or its certificates) may be gone already."""
     with contextlib.suppress(urllib.error.URLError, OSError, ssl.SSLError):
-        KubeApi(api).request("DELETE", f"/api/v1/nodes/{name}")
+        KubeApi(api).request("DELETE", path)
+
+
+def delete_node(api: dict[str, str], name: str) -> None:
+    delete(api, f"/api/v1/nodes/{name}")
 
 
 def is_ready(node: Any) -> bool:

@@ -20,15 +20,12 @@ timeouts left as the machine has them, oom_score_adj untouched.
 
 from __future__ import annotations
 
-import contextlib
-import ssl
 import subprocess
-import urllib.error
 from pathlib import Path
 from typing import Any
 
 from localcluster import SERVICE_CIDR
-from nodeapi import KubeApi
+from nodeapi import KubeApi, delete
 
 SLICE = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes"
 FIELD_MANAGER = "arqfleet-localnode"
@@ -143,6 +140,4 @@ def cleanup(record: dict[str, Any]) -> None:
     for command in IPTABLES:
         if command not in record["kube_firewall_before"]:
             _remove_kubelet_chain(command)
-    # Best effort: the control plane (or its certificates) may be gone already.
-    with contextlib.suppress(urllib.error.URLError, OSError, ssl.SSLError):
-        KubeApi(record["api"]).request("DELETE", SLICE)
+    delete(record["api"], SLICE)

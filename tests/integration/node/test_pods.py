@@ -80,16 +80,20 @@ def test_a_pod_reaches_a_server_on_the_bridge_gateway(node_plane: ControlPlane, 
     assert logs.stdout == "hello caller from the host\n"
 
 
+def api_server_answer(plane: ControlPlane, node: Node, pod_name: str) -> str:
+    """What a pod gets back for a line of plain HTTP sent to the `kubernetes` Service."""
+    address = f"{KUBERNETES_SERVICE_IP}:443"
+    create_pod(plane, node, pod_name, ["/netcheck", address, "GET / HTTP/1.0"])
+    return termination_message(wait_phase(plane, pod_name, "Succeeded"))
+
+
 def test_a_pod_reaches_the_api_server_at_the_kubernetes_service(
     node_plane: ControlPlane, node: Node
 ) -> None:
     """kube-proxy DNATs the `kubernetes` Service's ClusterIP to the relay on the bridge, which
     hands the connection to the API server (on 127.0.0.1 only). A line of plain HTTP gets Go's
     TLS server's own answer to a client that speaks HTTP to it: proof of who answered."""
-    address = f"{KUBERNETES_SERVICE_IP}:443"
-    create_pod(node_plane, node, "api-caller", ["/netcheck", address, "GET / HTTP/1.0"])
-    done = wait_phase(node_plane, "api-caller", "Succeeded")
-    assert termination_message(done) == "HTTP/1.0 400 Bad Request\r\n"
+    assert api_server_answer(node_plane, node, "api-caller") == "HTTP/1.0 400 Bad Request\r\n"
 
 
 def test_a_second_node_with_services_is_refused_and_the_first_keeps_its_routes(
@@ -100,10 +104,8 @@ def test_a_second_node_with_services_is_refused_and_the_first_keeps_its_routes(
     with pytest.raises(RuntimeError, match=f"node run {node.run_id} runs kube-proxy already"):
         Node(node_plane, services=True).start()
     assert nodeservices.programmed(node.record)
-    address = f"{KUBERNETES_SERVICE_IP}:443"
-    create_pod(node_plane, node, "api-after-refusal", ["/netcheck", address, "GET / HTTP/1.0"])
-    done = wait_phase(node_plane, "api-after-refusal", "Succeeded")
-    assert termination_message(done) == "HTTP/1.0 400 Bad Request\r\n"
+    answer = api_server_answer(node_plane, node, "api-after-refusal")
+    assert answer == "HTTP/1.0 400 Bad Request\r\n"
 
 
 def test_a_pod_has_no_route_off_the_machine(node_plane: ControlPlane, node: Node) -> None:
